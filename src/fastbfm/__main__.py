@@ -1,0 +1,3 @@
+from fastbfm.cli import main
+
+main()

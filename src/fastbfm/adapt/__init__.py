@@ -1,0 +1,1 @@
+"""fastbfm.adapt."""

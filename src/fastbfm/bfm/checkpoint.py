@@ -1,0 +1,147 @@
+"""Checkpoints: safetensors weights plus a JSON config with a format version and checksums; no pickle.
+
+Each file is written atomically (temporary file, then rename) and the JSON, written last, holds the
+SHA-256 of every weight file, so a crash mid-save never passes for a good checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from fastbfm.errors import FastBFMError
+
+FORMAT_VERSION = 1
+MODEL_WEIGHTS, MODEL_CONFIG = "model.safetensors", "config.json"
+
+
+def atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+
+    atomic_write(Path(path), write)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp))
+    return _sha256(Path(path))
+
+
+def load_tensors(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise FastBFMError(f"missing checkpoint file: {path}")
+    if sha256 is not None and _sha256(path) != sha256:
+        raise FastBFMError(f"corrupt checkpoint: {path} does not match the checksum in its config")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise FastBFMError(f"corrupt checkpoint {path}: {e}") from e
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FastBFMError(f"missing checkpoint file: {path}")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FastBFMError(f"corrupt checkpoint config {path}: {e}") from e
+    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+        raise FastBFMError(f"unsupported checkpoint config {path}: expected format_version {FORMAT_VERSION}")
+    return data
+
+
+def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = save_tensors(folder / MODEL_WEIGHTS, model.state_dict())
+    write_json(
+        folder / MODEL_CONFIG,
+        {
+            "format_version": FORMAT_VERSION,
+            "algorithm": model.algorithm,
+            "model": model.config_dict(),
+            "sha256": {MODEL_WEIGHTS: digest},
+            "meta": meta or {},
+        },
+    )
+    return folder
+
+
+def load_model(folder: str | Path) -> nn.Module:
+    """Rebuild a BFM from ``config.json`` and load ``model.safetensors``, checking checksum and shapes."""
+    from fastbfm.bfm.fb import FBModel, FBModelConfig
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FastBFMError(f"checkpoint not found: {folder}")
+    config = read_json(folder / MODEL_CONFIG)
+    builders = {"fb": lambda c: FBModel(FBModelConfig(**c))}
+    algorithm = config.get("algorithm")
+    if algorithm not in builders:
+        raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: unknown algorithm {algorithm!r}")
+    try:
+        model = builders[algorithm](config["model"])
+    except (TypeError, KeyError) as e:
+        raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: {e}") from e
+    weights = load_tensors(folder / MODEL_WEIGHTS, config.get("sha256", {}).get(MODEL_WEIGHTS))
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise FastBFMError(f"corrupt checkpoint {folder}: weights do not match the config ({first[0]})") from e
+    model.meta = config.get("meta", {})
+    return model
+
+
+def optimizer_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Flatten an optimizer's state into named tensors plus JSON-able param groups."""
+    state = optimizer.state_dict()
+    tensors = {
+        f"optim.{name}.{idx}.{key}": value if torch.is_tensor(value) else torch.tensor(value)
+        for idx, entries in state["state"].items()
+        for key, value in entries.items()
+    }
+    return tensors, {"param_groups": state["param_groups"]}
+
+
+def restore_optimizer(name: str, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict) -> None:
+    prefix = f"optim.{name}."
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            idx, field = key[len(prefix) :].split(".", 1)
+            state.setdefault(int(idx), {})[field] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})

@@ -1,0 +1,218 @@
+"""Forward-backward representations: the inference-only model and its trainer.
+
+Choices where the reference codebases differ (anchors.md section 7), each a config knob:
+- forward ensemble: two fully independent F networks in one batched layer (Meta Motivo);
+- target aggregation: pessimism 0.5 = min over the two F's (controllable_agent, HILP, CFB), which was
+  more stable offline than the mean; the actor also maximises the min;
+- orthonormality loss at Meta Motivo's scale (1/2 off-diagonal, 1 diagonal), weight 1;
+- training latents: half Gaussian directions on the sqrt(d) sphere, half B(s') of shuffled batch
+  states (Meta Motivo uses s', the others s);
+- one learning rate for F, B and actor (Meta Motivo's maze setting of 1e-6 for B and actor is meant
+  for a 3M-update budget, far beyond a CPU preset).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from torch import nn
+
+from fastbfm.bfm.losses import actor_loss, aggregate, fb_loss, orthonormality_loss
+from fastbfm.bfm.nn import TwoStreamNet, mlp, project_to_sphere
+from fastbfm.errors import FastBFMError
+
+
+@dataclass(frozen=True)
+class FBModelConfig:
+    obs_dim: int
+    action_dim: int
+    z_dim: int = 50
+    hidden_dim: int = 256
+    backward_hidden_dim: int = 256
+    ensemble_size: int = 2
+
+
+@dataclass(frozen=True)
+class FBTrainConfig:
+    batch_size: int = 256
+    num_updates: int = 100_000
+    discount: float = 0.99
+    lr_f: float = 1e-4
+    lr_b: float = 1e-4
+    lr_actor: float = 1e-4
+    tau: float = 0.01
+    ortho_coef: float = 1.0
+    mix_ratio: float = 0.5
+    target_pessimism: float = 0.5
+    actor_pessimism: float = 0.5
+    actor_noise: float = 0.2
+    noise_clip: float = 0.3
+
+
+# Named presets: (model overrides, train config). "cpu" trains in about an hour on 2 cores;
+# "paper" is the published scale (hidden 1024, batch 1024, 1M+ updates) for a GPU.
+PRESETS: dict[str, tuple[dict, FBTrainConfig]] = {
+    "cpu": (dict(z_dim=50, hidden_dim=256, backward_hidden_dim=256), FBTrainConfig(batch_size=256, num_updates=100_000)),
+    "paper": (
+        dict(z_dim=100, hidden_dim=1024, backward_hidden_dim=256),
+        FBTrainConfig(batch_size=1024, num_updates=1_000_000),
+    ),
+}
+
+
+def preset(name: str, obs_dim: int, action_dim: int, **train_overrides) -> tuple[FBModelConfig, FBTrainConfig]:
+    if name not in PRESETS:
+        raise FastBFMError(f"unknown preset '{name}'; presets: {', '.join(PRESETS)}")
+    model_kw, train = PRESETS[name]
+    return FBModelConfig(obs_dim=obs_dim, action_dim=action_dim, **model_kw), replace(train, **train_overrides)
+
+
+class FBModel(nn.Module):
+    """F(s, a, z), B(s) and pi(s, z); inference only (see :class:`FBTrainer` for learning)."""
+
+    algorithm = "fb"
+
+    def __init__(self, config: FBModelConfig):
+        super().__init__()
+        self.config = config
+        self.obs_dim, self.action_dim, self.z_dim = config.obs_dim, config.action_dim, config.z_dim
+        self.forward_map = TwoStreamNet(
+            config.obs_dim, config.action_dim, config.z_dim, config.hidden_dim, config.z_dim, config.ensemble_size
+        )
+        self.backward_map = mlp(config.obs_dim, [config.backward_hidden_dim] * 2, config.z_dim, ensemble_size=1)
+        self.actor = TwoStreamNet(config.obs_dim, 0, config.z_dim, config.hidden_dim, config.action_dim, 1)
+        self.eval()
+        self.requires_grad_(False)
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    # -- networks -------------------------------------------------------------------------------
+    def B(self, obs: torch.Tensor) -> torch.Tensor:
+        return project_to_sphere(self.backward_map(obs.unsqueeze(0))[0])
+
+    def F(self, obs: torch.Tensor, action: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.forward_map(obs, action, z)
+
+    def actor_mean(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        empty = obs.new_zeros(obs.shape[0], 0)
+        return torch.tanh(self.actor(obs, empty, z)[0])
+
+    # -- protocol -------------------------------------------------------------------------------
+    def act(self, obs, z, mean: bool = True, generator=None, noise: float = 0.2, clip: float = 0.3):
+        action = self.actor_mean(obs, z)
+        if mean:
+            return action
+        eps = torch.randn(action.shape, generator=generator, device=action.device) * noise
+        return (action + eps.clamp(-clip, clip)).clamp(-1, 1)
+
+    def features(self, obs):
+        return self.B(obs)
+
+    def successor_features(self, obs, action, z):
+        return self.F(obs, action, z)
+
+    def q_value(self, obs, action, z, z_reward, pessimism: float = 0.5):
+        return aggregate((self.F(obs, action, z) * z_reward).sum(-1), pessimism)
+
+    def project(self, z):
+        return project_to_sphere(z)
+
+    def reward_embedding(self, next_obs, rewards):
+        # E[r(s) B(s)]: with E[B B^T] = I, F(s, a, z)^T of it estimates Q in the reward's own units.
+        rewards = rewards.reshape(-1, 1).to(next_obs.dtype)
+        if len(next_obs) == 0 or len(rewards) != len(next_obs):
+            raise FastBFMError(f"reward inference needs as many rewards as states, got {len(rewards)} and {len(next_obs)}")
+        w = (rewards * self.B(next_obs)).mean(0)
+        if not torch.isfinite(w).all() or w.norm() == 0:
+            raise FastBFMError("reward inference failed: the rewards are all zero (or not finite) on the samples given")
+        return w
+
+    def infer_from_rewards(self, next_obs, rewards):
+        return self.project(self.reward_embedding(next_obs, rewards))
+
+    def infer_from_goal(self, goal):
+        return self.project(self.B(goal.reshape(-1, self.obs_dim))).reshape(*goal.shape[:-1], self.z_dim)
+
+    def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.project(torch.randn(n, self.z_dim, generator=generator))
+
+
+class FBTrainer:
+    """Optimisers and target networks around an :class:`FBModel`; ``update(batch) -> metrics``."""
+
+    def __init__(self, model: FBModel, config: FBTrainConfig, generator: torch.Generator):
+        self.model, self.config, self.generator = model, config, generator
+        model.train()
+        model.requires_grad_(True)
+        self.target_forward = copy.deepcopy(model.forward_map).requires_grad_(False)
+        self.target_backward = copy.deepcopy(model.backward_map).requires_grad_(False)
+        self.fb_optimizer = torch.optim.Adam(
+            [
+                {"params": model.forward_map.parameters(), "lr": config.lr_f},
+                {"params": model.backward_map.parameters(), "lr": config.lr_b},
+            ]
+        )
+        self.actor_optimizer = torch.optim.Adam(model.actor.parameters(), lr=config.lr_actor)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"target_forward": self.target_forward, "target_backward": self.target_backward}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"fb": self.fb_optimizer, "actor": self.actor_optimizer}
+
+    def sample_training_z(self, next_obs: torch.Tensor) -> torch.Tensor:
+        n = next_obs.shape[0]
+        z = self.model.sample_z(n, self.generator)
+        from_data = torch.rand(n, generator=self.generator) < self.config.mix_ratio
+        perm = torch.randperm(n, generator=self.generator)
+        with torch.no_grad():
+            z_data = self.model.B(next_obs[perm])
+        return torch.where(from_data.unsqueeze(-1), z_data, z)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg, model = self.config, self.model
+        obs, action, next_obs, discount = batch["obs"], batch["action"], batch["next_obs"], batch["discount"]
+        z = self.sample_training_z(next_obs)
+
+        with torch.no_grad():
+            next_action = model.act(next_obs, z, mean=False, generator=self.generator, noise=cfg.actor_noise, clip=cfg.noise_clip)
+            target_F = self.target_forward(next_obs, next_action, z)
+            target_B = project_to_sphere(self.target_backward(next_obs.unsqueeze(0))[0])
+            target_M = aggregate(target_F @ target_B.T, cfg.target_pessimism)
+
+        F = model.F(obs, action, z)
+        B = model.B(next_obs)
+        M = F @ B.T
+        loss_fb, metrics = fb_loss(M, target_M, cfg.discount * discount)
+        loss_ortho, ortho_metrics = orthonormality_loss(B)
+        loss = loss_fb + cfg.ortho_coef * loss_ortho
+        self.fb_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.fb_optimizer.step()
+
+        action_pi = model.act(obs, z, mean=False, generator=self.generator, noise=cfg.actor_noise, clip=cfg.noise_clip)
+        Q = (model.F(obs, action_pi, z) * z).sum(-1)
+        loss_actor, actor_metrics = actor_loss(Q, cfg.actor_pessimism)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        loss_actor.backward()
+        self.actor_optimizer.step()
+
+        with torch.no_grad():
+            for target, online in ((self.target_forward, model.forward_map), (self.target_backward, model.backward_map)):
+                torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), cfg.tau)
+            # E[B B^T] should approach the identity (|B|^2 = d makes its trace d already).
+            cov_error = B.T @ B / B.shape[0] - torch.eye(model.z_dim)
+        metrics.update(ortho_metrics)
+        metrics.update(actor_metrics)
+        metrics.update(
+            fb_loss=loss_fb.item(),
+            ortho_loss=loss_ortho.item(),
+            actor_loss=loss_actor.item(),
+            target_M=target_M.mean().item(),
+            orth_linf=cov_error.abs().max().item(),
+            orth_l2=(cov_error.norm() / model.z_dim**0.5).item(),
+        )
+        return metrics

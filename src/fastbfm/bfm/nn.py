@@ -1,0 +1,77 @@
+"""Building blocks: ensembles as one batched layer (a leading member axis), and the FB-style MLPs."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class EnsembleLinear(nn.Module):
+    """K independent linear layers applied in one ``baddbmm``: (K, N, in) -> (K, N, out)."""
+
+    def __init__(self, in_features: int, out_features: int, ensemble_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features))
+        bound = 1 / math.sqrt(in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleLayerNorm(nn.Module):
+    def __init__(self, features: int, ensemble_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ensemble_size, 1, features))
+        self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int, ensemble_size: int, norm_tanh_first: bool = True) -> nn.Sequential:
+    """Linear layers with ReLU, the first followed by LayerNorm + tanh (the FB codebases' "ntanh" input)."""
+    layers: list[nn.Module] = []
+    dims = [in_dim, *hidden]
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layers.append(EnsembleLinear(a, b, ensemble_size))
+        if i == 0 and norm_tanh_first:
+            layers += [EnsembleLayerNorm(b, ensemble_size), nn.Tanh()]
+        else:
+            layers.append(nn.ReLU())
+    layers.append(EnsembleLinear(dims[-1], out_dim, ensemble_size))
+    return nn.Sequential(*layers)
+
+
+def expand(x: torch.Tensor, ensemble_size: int) -> torch.Tensor:
+    """(N, D) -> (K, N, D) without copying."""
+    return x.unsqueeze(0).expand(ensemble_size, *x.shape)
+
+
+def project_to_sphere(z: torch.Tensor) -> torch.Tensor:
+    """Project onto the sphere of radius sqrt(d), where all FB latents live."""
+    return math.sqrt(z.shape[-1]) * nn.functional.normalize(z, dim=-1)
+
+
+class TwoStreamNet(nn.Module):
+    """FB's forward map and actor: embed (obs, x) and (obs, z) separately, concatenate, then a head.
+
+    Output (K, N, out_dim) for an ensemble of K members.
+    """
+
+    def __init__(self, obs_dim: int, x_dim: int, z_dim: int, hidden: int, out_dim: int, ensemble_size: int):
+        super().__init__()
+        self.ensemble_size = ensemble_size
+        self.embed_x = mlp(obs_dim + x_dim, [hidden], hidden // 2, ensemble_size)
+        self.embed_z = mlp(obs_dim + z_dim, [hidden], hidden // 2, ensemble_size)
+        self.head = mlp(hidden, [hidden], out_dim, ensemble_size, norm_tanh_first=False)
+
+    def forward(self, obs: torch.Tensor, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        k = self.ensemble_size
+        ex = self.embed_x(expand(torch.cat([obs, x], -1), k))
+        ez = self.embed_z(expand(torch.cat([obs, z], -1), k))
+        return self.head(torch.relu(torch.cat([ex, ez], -1)))

@@ -1,0 +1,138 @@
+"""Pretraining with periodic checkpoints, exact resume and a JSONL metrics log.
+
+A run folder holds the model (``model.safetensors`` + ``config.json``, loadable by ``load_model``),
+the trainer state (``trainer.safetensors`` + ``trainer.json``: targets, optimisers, RNG, step) and
+``metrics.jsonl``. Running the same command again continues from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from fastbfm.bfm.checkpoint import (
+    FORMAT_VERSION,
+    load_model,
+    load_tensors,
+    optimizer_tensors,
+    read_json,
+    restore_optimizer,
+    save_model,
+    save_tensors,
+    write_json,
+)
+from fastbfm.bfm.fb import FBModel, FBTrainConfig, FBTrainer, preset
+from fastbfm.data.dataset import load_dataset
+from fastbfm.errors import FastBFMError
+
+TRAINER_WEIGHTS, TRAINER_STATE = "trainer.safetensors", "trainer.json"
+
+
+def _save_checkpoint(run_dir: Path, trainer: FBTrainer, step: int, wall_time: float, meta: dict) -> None:
+    tensors = {f"{name}.{k}": v for name, module in trainer.modules().items() for k, v in module.state_dict().items()}
+    groups = {}
+    for name, opt in trainer.optimizers().items():
+        opt_tensors, groups[name] = optimizer_tensors(name, opt)
+        tensors.update(opt_tensors)
+    tensors["rng"] = trainer.generator.get_state()
+    digest = save_tensors(run_dir / TRAINER_WEIGHTS, tensors)
+    save_model(trainer.model, run_dir, meta={**meta, "updates": step, "wall_time_s": round(wall_time, 1)})
+    write_json(
+        run_dir / TRAINER_STATE,
+        {
+            "format_version": FORMAT_VERSION,
+            "step": step,
+            "wall_time_s": wall_time,
+            "train": asdict(trainer.config),
+            "optimizers": groups,
+            "sha256": {TRAINER_WEIGHTS: digest},
+        },
+    )
+
+
+def _restore_checkpoint(run_dir: Path, trainer: FBTrainer) -> tuple[int, float]:
+    state = read_json(run_dir / TRAINER_STATE)
+    tensors = load_tensors(run_dir / TRAINER_WEIGHTS, state["sha256"][TRAINER_WEIGHTS])
+    for name, module in trainer.modules().items():
+        prefix = f"{name}."
+        module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+    for name, opt in trainer.optimizers().items():
+        restore_optimizer(name, opt, tensors, state["optimizers"][name])
+    trainer.generator.set_state(tensors["rng"])
+    return int(state["step"]), float(state["wall_time_s"])
+
+
+def pretrain(
+    dataset_dir: str | Path,
+    run_dir: str | Path,
+    preset_name: str = "cpu",
+    seed: int = 0,
+    num_updates: int | None = None,
+    checkpoint_every: int = 5000,
+    log_every: int = 1000,
+    threads: int = 2,
+    progress: bool = True,
+    meta: dict | None = None,
+) -> Path:
+    """Train FB on a reward-free dataset; resumes if ``run_dir`` holds a checkpoint."""
+    torch.set_num_threads(threads)
+    dataset = load_dataset(dataset_dir)
+    overrides = {} if num_updates is None else {"num_updates": num_updates}
+    model_config, train_config = preset(preset_name, dataset.obs_dim, dataset.action_dim, **overrides)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = FBModel(model_config)
+    step, wall_time = 0, 0.0
+    if (run_dir / TRAINER_STATE).exists():
+        model = load_model(run_dir)
+        if model.config != model_config:
+            raise FastBFMError(f"{run_dir} holds a run with another model config; use a new folder")
+        trainer = FBTrainer(model, train_config, generator)
+        step, wall_time = _restore_checkpoint(run_dir, trainer)
+    else:
+        trainer = FBTrainer(model, train_config, generator)
+    meta = {
+        "preset": preset_name,
+        "seed": seed,
+        "dataset": str(dataset_dir),
+        "dataset_transitions": len(dataset),
+        "train": asdict(train_config),
+        **(meta or {}),
+    }
+    data = dataset.to_torch()
+    sums: dict[str, float] = defaultdict(float)
+    bar = tqdm(total=train_config.num_updates, initial=step, desc="pretrain fb", unit="upd", disable=not progress)
+    start = time.perf_counter() - wall_time
+    with open(run_dir / "metrics.jsonl", "a") as log:
+        while step < train_config.num_updates:
+            metrics = trainer.update(data.sample(train_config.batch_size, generator))
+            step += 1
+            bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+            if bad:
+                raise FastBFMError(
+                    f"training diverged at update {step}: non-finite {', '.join(bad)}; "
+                    f"the last good checkpoint in {run_dir} is kept"
+                )
+            for k, v in metrics.items():
+                sums[k] += v
+            bar.update(1)
+            if step % log_every == 0 or step == train_config.num_updates:
+                n = (step - 1) % log_every + 1
+                row = {"step": step, "time_s": round(time.perf_counter() - start, 2), **{k: v / n for k, v in sums.items()}}
+                log.write(json.dumps(row) + "\n")
+                log.flush()
+                bar.set_postfix(fb=f"{row['fb_loss']:.3g}", q=f"{row['actor_q']:.3g}")
+                sums.clear()
+            if step % checkpoint_every == 0 or step == train_config.num_updates:
+                _save_checkpoint(run_dir, trainer, step, time.perf_counter() - start, meta)
+    bar.close()
+    return run_dir

@@ -1,0 +1,135 @@
+"""Reward-free datasets in the ExORL layout: one ``.npz`` per episode with observation, action, reward,
+discount and physics arrays of T+1 rows (row 0 is the reset, its action a dummy zero)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fastbfm.errors import FastBFMError
+
+EPISODE_KEYS = ("observation", "action", "reward", "discount", "physics")
+
+
+def write_episode(folder: str | Path, index: int, episode: dict[str, np.ndarray]) -> Path:
+    """Write one episode atomically (temporary file, then rename): a crash leaves no half file."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    length = len(episode["observation"])
+    path = folder / f"episode_{index:06d}_{length}.npz"
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **{k: episode[k] for k in EPISODE_KEYS})
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def episode_files(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FastBFMError(f"dataset folder not found: {folder}")
+    # ExORL keeps its episodes under <domain>/<algo>/buffer/.
+    if not any(folder.glob("*.npz")) and (folder / "buffer").is_dir():
+        folder = folder / "buffer"
+    return sorted(folder.glob("*.npz"))
+
+
+def read_episode(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("observation", "action", "physics") if k not in data]
+            if missing:
+                raise FastBFMError(f"corrupt episode {path}: missing arrays {missing}")
+            return {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise FastBFMError(f"corrupt episode {path}: {e}") from e
+
+
+@dataclass
+class TransitionDataset:
+    """Transitions (s, a, s') with the physics of s' kept for relabelling any task."""
+
+    obs: np.ndarray
+    action: np.ndarray
+    next_obs: np.ndarray
+    next_physics: np.ndarray
+    discount: np.ndarray
+    num_episodes: int
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+    @property
+    def obs_dim(self) -> int:
+        return self.obs.shape[1]
+
+    @property
+    def action_dim(self) -> int:
+        return self.action.shape[1]
+
+    def to_torch(self) -> "TorchTransitions":
+        return TorchTransitions(
+            obs=torch.from_numpy(self.obs),
+            action=torch.from_numpy(self.action),
+            next_obs=torch.from_numpy(self.next_obs),
+            discount=torch.from_numpy(self.discount),
+        )
+
+
+@dataclass
+class TorchTransitions:
+    obs: torch.Tensor
+    action: torch.Tensor
+    next_obs: torch.Tensor
+    discount: torch.Tensor
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        idx = torch.randint(len(self.obs), (batch_size,), generator=generator)
+        return {
+            "obs": self.obs[idx],
+            "action": self.action[idx],
+            "next_obs": self.next_obs[idx],
+            "discount": self.discount[idx],
+        }
+
+
+def load_dataset(folder: str | Path, max_episodes: int | None = None) -> TransitionDataset:
+    """Load an ExORL-layout folder (ours or a real ExORL ``<domain>/<algo>`` folder) into transitions."""
+    files = episode_files(folder)[:max_episodes]
+    if not files:
+        raise FastBFMError(f"empty dataset: no episode .npz files in {folder}")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "action", "next_obs", "next_physics", "discount")}
+    for path in files:
+        ep = read_episode(path)
+        obs, action, physics = ep["observation"], ep["action"], ep["physics"]
+        if len(obs) < 2 or len(action) != len(obs) or len(physics) != len(obs):
+            raise FastBFMError(f"corrupt episode {path}: arrays of lengths {len(obs)}, {len(action)}, {len(physics)}")
+        discount = ep.get("discount", np.ones((len(obs), 1)))
+        parts["obs"].append(obs[:-1])
+        parts["action"].append(action[1:])
+        parts["next_obs"].append(obs[1:])
+        parts["next_physics"].append(physics[1:])
+        parts["discount"].append(np.asarray(discount, dtype=np.float32).reshape(len(obs), -1)[1:, 0])
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    for key in ("obs", "action", "next_obs"):
+        if not np.isfinite(cat[key]).all():
+            raise FastBFMError(f"corrupt dataset {folder}: non-finite values in {key}")
+    return TransitionDataset(
+        obs=cat["obs"].astype(np.float32),
+        action=cat["action"].astype(np.float32),
+        next_obs=cat["next_obs"].astype(np.float32),
+        next_physics=cat["next_physics"].astype(np.float64),
+        discount=cat["discount"],
+        num_episodes=len(files),
+    )

@@ -1,0 +1,20 @@
+import numpy as np
+import pytest
+import torch
+
+from fastbfm.data.collect import CollectConfig, collect
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def maze_dataset_dir(tmp_path_factory):
+    """A small maze dataset from the real collector (40 episodes)."""
+    folder = tmp_path_factory.mktemp("maze_data")
+    collect(CollectConfig(episodes=40, num_envs=10, seed=3), folder, progress=False)
+    return folder
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,76 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fastbfm.bfm.checkpoint import save_model
+from fastbfm.bfm.fb import FBModel, FBModelConfig
+from fastbfm.cli import main
+
+
+def fastbfm(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "fastbfm", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def run_in_process(args, monkeypatch, capsys):
+    """The real entry point in this process (no interpreter start-up per case)."""
+    monkeypatch.setattr(sys, "argv", ["fastbfm", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def _assert_one_line_error(code, stderr, *words):
+    assert code not in (0, None)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.fixture(scope="module")
+def corrupt_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corrupt")
+    save_model(FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=8, hidden_dim=16, backward_hidden_dim=16)), folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-50])
+    return folder
+
+
+def test_bad_input_table(tmp_path, corrupt_checkpoint, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (["eval", "--model", "maze-fb", "--task", "walker3:run"], ["unknown domain", "walker3"]),
+        (["eval", "--model", "maze-fb", "--task", "point_mass_maze:reach_middle"], ["unknown task", "reach_middle"]),
+        (["eval", "--model", tmp_path / "missing", "--task", "point_mass_maze:reach_top_left"], ["unknown model", "missing"]),
+        (["eval", "--model", corrupt_checkpoint, "--task", "point_mass_maze:reach_top_left"], ["corrupt checkpoint"]),
+        (["pretrain", "--data", tmp_path / "empty", "--out", tmp_path / "run"], ["empty dataset"]),
+        (["collect", "--domain", "nope", "--out", tmp_path / "d"], ["unknown domain", "nope"]),
+        (["adapt", "--model", "maze-fb", "--task", "point_mass_maze:reach_top_left", "--method", "magic"], ["unknown method"]),
+    ]
+    for args, words in cases:
+        _assert_one_line_error(*run_in_process(args, monkeypatch, capsys), *words)
+
+
+def test_end_to_end_cli(tmp_path):
+    collected = fastbfm("collect", "--out", tmp_path / "data", "--episodes", 20, "--num-envs", 10, "-q", "--json")
+    assert collected.returncode == 0, collected.stderr
+    assert json.loads(collected.stdout)["transitions"] == 20_000
+    trained = fastbfm("pretrain", "--data", tmp_path / "data", "--out", tmp_path / "run", "--updates", 20, "-q", "--json")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout)["updates"] == 20
+    task = "point_mass_maze:reach_top_left"
+    evaluated = fastbfm("eval", "--model", tmp_path / "run", "--task", task, "--data", tmp_path / "data", "--episodes", 2, "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    row = json.loads(evaluated.stdout)["results"][0]
+    assert row["task"] == task and row["episodes"] == 2 and row["zero_shot"] >= 0
+    adapted = fastbfm(
+        "adapt", "--model", tmp_path / "run", "--task", task, "--data", tmp_path / "data", "--episodes", 2, "--seeds", 1,
+        "--eval-episodes", 2, "--plot", tmp_path / "curves.png", "--json", "-q",
+    )
+    assert adapted.returncode == 0, adapted.stderr
+    result = json.loads(adapted.stdout)["results"][0]
+    assert len(result["curves"][0]) == len(result["episodes"]) == 3
+    assert (tmp_path / "curves.png").stat().st_size > 1000

@@ -1,0 +1,108 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fastbfm.bfm.checkpoint import load_model, save_model
+from fastbfm.bfm.fb import FBModel, FBModelConfig, FBTrainConfig, FBTrainer, preset
+from fastbfm.bfm.protocol import BFM
+from fastbfm.bfm.train import pretrain
+from fastbfm.errors import FastBFMError
+
+SMALL = FBModelConfig(obs_dim=4, action_dim=2, z_dim=8, hidden_dim=32, backward_hidden_dim=32)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return FBModel(SMALL)
+
+
+def test_shapes_and_protocol():
+    model = _model()
+    assert isinstance(model, BFM)
+    obs, z = torch.randn(5, 4), model.sample_z(5)
+    assert model.act(obs, z).shape == (5, 2)
+    assert model.act(obs, z).abs().max() <= 1
+    assert model.features(obs).shape == (5, 8)
+    assert model.successor_features(obs, torch.zeros(5, 2), z).shape == (2, 5, 8)
+    assert model.q_value(obs, torch.zeros(5, 2), z, z).shape == (5,)
+    torch.testing.assert_close(z.norm(dim=-1), torch.full((5,), 8**0.5))
+    assert model.infer_from_goal(obs[0]).shape == (8,)
+
+
+def test_reward_inference_is_invariant_to_positive_scaling_and_rejects_zero_rewards():
+    model = _model()
+    obs, r = torch.randn(100, 4), torch.rand(100)
+    torch.testing.assert_close(model.infer_from_rewards(obs, r), model.infer_from_rewards(obs, 7.5 * r))
+    with pytest.raises(FastBFMError, match="all zero"):
+        model.infer_from_rewards(obs, torch.zeros(100))
+
+
+def test_trainer_updates_are_finite_and_change_the_model():
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = FBTrainer(model, FBTrainConfig(batch_size=16), torch.Generator().manual_seed(0))
+    batch = {"obs": torch.randn(16, 4), "action": torch.rand(16, 2) * 2 - 1, "next_obs": torch.randn(16, 4), "discount": torch.ones(16)}
+    for _ in range(3):
+        metrics = trainer.update(batch)
+    assert all(np.isfinite(v) for v in metrics.values())
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("forward_map") for k in changed)
+    assert any(k.startswith("backward_map") for k in changed)
+    assert any(k.startswith("actor") for k in changed)
+
+
+def test_presets_build():
+    for name in ("cpu", "paper"):
+        model_config, train_config = preset(name, 4, 2)
+        assert FBModel(model_config).z_dim == model_config.z_dim
+        assert train_config.num_updates > 0
+    with pytest.raises(FastBFMError, match="unknown preset"):
+        preset("huge", 4, 2)
+
+
+def test_checkpoint_roundtrip_and_corruption(tmp_path):
+    model = _model()
+    save_model(model, tmp_path / "ckpt", meta={"domain": "point_mass_maze"})
+    loaded = load_model(tmp_path / "ckpt")
+    obs, z = torch.randn(3, 4), model.sample_z(3)
+    torch.testing.assert_close(loaded.act(obs, z), model.act(obs, z))
+    assert loaded.meta["domain"] == "point_mass_maze"
+
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(FastBFMError, match="corrupt checkpoint"):
+        load_model(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "config.json").write_text("{not json")
+    with pytest.raises(FastBFMError, match="corrupt checkpoint config"):
+        load_model(tmp_path / "ckpt")
+    with pytest.raises(FastBFMError, match="not found"):
+        load_model(tmp_path / "missing")
+
+
+def test_checkpoint_with_wrong_shapes_is_rejected(tmp_path):
+    save_model(_model(), tmp_path / "ckpt")
+    config_path = tmp_path / "ckpt" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["model"]["hidden_dim"] = 64
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(FastBFMError, match="do not match"):
+        load_model(tmp_path / "ckpt")
+
+
+def test_resume_is_exact(maze_dataset_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(
+        __import__("fastbfm.bfm.fb", fromlist=["PRESETS"]).PRESETS,
+        "tiny",
+        (dict(z_dim=8, hidden_dim=32, backward_hidden_dim=32), FBTrainConfig(batch_size=32, num_updates=40)),
+    )
+    pretrain(maze_dataset_dir, tmp_path / "straight", "tiny", num_updates=40, checkpoint_every=20, threads=1, progress=False)
+    pretrain(maze_dataset_dir, tmp_path / "resumed", "tiny", num_updates=20, checkpoint_every=20, threads=1, progress=False)
+    pretrain(maze_dataset_dir, tmp_path / "resumed", "tiny", num_updates=40, checkpoint_every=20, threads=1, progress=False)
+    a, b = load_model(tmp_path / "straight"), load_model(tmp_path / "resumed")
+    assert b.meta["updates"] == 40
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=0, atol=0, msg=k)
+    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert all(np.isfinite(v) for line in lines for v in json.loads(line).values())
