@@ -106,3 +106,22 @@ def test_resume_is_exact(maze_dataset_dir, tmp_path, monkeypatch):
         torch.testing.assert_close(va, vb, rtol=0, atol=0, msg=k)
     lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
     assert all(np.isfinite(v) for line in lines for v in json.loads(line).values())
+
+
+def test_divergence_stops_training_and_keeps_the_last_checkpoint(maze_dataset_dir, tmp_path, monkeypatch):
+    from fastbfm.bfm import fb
+
+    monkeypatch.setitem(fb.PRESETS, "tiny", (dict(z_dim=8, hidden_dim=32, backward_hidden_dim=32), FBTrainConfig(batch_size=32)))
+    pretrain(maze_dataset_dir, tmp_path / "run", "tiny", num_updates=10, checkpoint_every=10, threads=1, progress=False)
+    good = (tmp_path / "run" / "model.safetensors").read_bytes()
+    original_update = FBTrainer.update
+
+    def diverging_update(self, batch):
+        metrics = original_update(self, batch)
+        return {**metrics, "fb_loss": float("nan")}
+
+    monkeypatch.setattr(FBTrainer, "update", diverging_update)
+    with pytest.raises(FastBFMError, match="diverged at update 11: non-finite fb_loss"):
+        pretrain(maze_dataset_dir, tmp_path / "run", "tiny", num_updates=20, checkpoint_every=1, threads=1, progress=False)
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == good
+    assert load_model(tmp_path / "run").meta["updates"] == 10

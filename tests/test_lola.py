@@ -53,3 +53,15 @@ def test_lola_is_reproducible_with_a_seed():
     assert a.returns == b.returns
     torch.testing.assert_close(a.z, b.z)
     np.testing.assert_array_equal(a.episodes, [0, 1, 2, 3, 4])
+
+
+def test_seeds_in_lockstep_equal_lone_runs():
+    from fastbfm.adapt.lola import lola_seeds
+
+    task = get_task("point_mass_maze:reach_top_left")
+    config = LoLAConfig(episodes=3, num_candidates=2, horizon=500, sigma=0.1, eval_episodes=2)
+    together = lola_seeds(GoalToyBFM(), task, _prompt([-1.25, 0.75, 1.0]), config, [5, 6])
+    for seed, curve in zip([5, 6], together):
+        alone = lola(GoalToyBFM(), task, _prompt([-1.25, 0.75, 1.0]), LoLAConfig(**{**config.__dict__, "seed": seed}))
+        np.testing.assert_allclose(curve.returns, alone.returns, rtol=1e-9)
+        torch.testing.assert_close(curve.z, alone.z)

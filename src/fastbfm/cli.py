@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from fastbfm.adapt.lola import LoLAConfig
 from fastbfm.errors import FastBFMError
 
 app = typer.Typer(
@@ -141,20 +142,19 @@ def adapt(
     model: str = typer.Option(..., help="Shipped model name or checkpoint folder."),
     task: list[str] = typer.Option(..., help="Task as domain:task; repeat for several."),
     method: str = typer.Option("lola", help="Adaptation method: lola."),
-    episodes: int = typer.Option(20, min=0, help="Adaptation budget in episodes."),
+    episodes: int = typer.Option(LoLAConfig.episodes, min=0, help="Adaptation budget in episodes."),
     seeds: int = typer.Option(3, min=1, help="Number of seeds (0..seeds-1)."),
-    candidates: int = typer.Option(8, min=2, help="LoLA: latents rolled out per iteration (k)."),
-    horizon: int = typer.Option(125, min=1, help="LoLA: lookahead steps before bootstrapping (H)."),
-    sigma: float = typer.Option(0.2, help="LoLA: latent perturbation std per coordinate."),
-    lr: float = typer.Option(0.05, help="LoLA: Adam step size on the latent mean."),
-    eval_episodes: int = typer.Option(10, min=1, help="Evaluation episodes after each adaptation step."),
+    candidates: int = typer.Option(LoLAConfig.num_candidates, min=2, help="LoLA: latents rolled out per iteration (k)."),
+    horizon: int = typer.Option(LoLAConfig.horizon, min=1, help="LoLA: lookahead steps before bootstrapping (H)."),
+    sigma: float = typer.Option(LoLAConfig.sigma, help="LoLA: latent perturbation std per coordinate."),
+    lr: float = typer.Option(LoLAConfig.lr, help="LoLA: Adam step size on the latent mean."),
+    eval_episodes: int = typer.Option(LoLAConfig.eval_episodes, min=1, help="Evaluation episodes after each adaptation step."),
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot start (default: the domain's exploration data)."),
     plot: Optional[Path] = typer.Option(None, help="Write the adaptation curves to this PNG."),
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
     """Fast-adapt a frozen BFM to tasks by searching its latent space, starting from zero-shot."""
-    from fastbfm.adapt.lola import LoLAConfig
     from fastbfm.data import ensure_dataset
     from fastbfm.evaluate.experiments import adapt as run_adapt
     from fastbfm.report.plots import plot_adaptation_curves
@@ -191,8 +191,9 @@ def models(as_json: bool = JSON_OPT):
 
     rows = []
     for name in shipped_models():
-        meta = read_json(ZOO_DIR / name / "config.json")
-        rows.append({"name": name, "algorithm": read_json(ZOO_DIR / name / "config.json")["algorithm"], "domain": meta["meta"].get("domain"), "updates": meta["meta"].get("updates")})
+        config = read_json(ZOO_DIR / name / "config.json")
+        meta = config["meta"]
+        rows.append({"name": name, "algorithm": config["algorithm"], "domain": meta.get("domain"), "updates": meta.get("updates")})
     _emit({"models": rows}, as_json, _fmt_table(["name", "algorithm", "domain", "updates"], [list(r.values()) for r in rows]))
 
 

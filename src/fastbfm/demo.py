@@ -26,7 +26,7 @@ def _model(progress: bool):
     from fastbfm.bfm.train import pretrain
 
     run = Path("runs") / MODEL
-    pretrain(Path("data") / DOMAIN / "explore", run, "cpu", num_updates=20_000, progress=progress, meta={"domain": DOMAIN})
+    pretrain(Path("data") / DOMAIN / "explore", run, "cpu", num_updates=20_000, progress=progress)
     return load_model(run)
 
 

@@ -1,1 +1,1 @@
-"""fastbfm.adapt."""
+"""Fast adaptation on a frozen BFM: zero-shot prompting and LoLA."""

@@ -26,18 +26,18 @@ from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import evaluate_latent
+from fastbfm.evaluate.rollout import eval_start_states, run_episodes
 
 
 @dataclass(frozen=True)
 class LoLAConfig:
     episodes: int = 20
     """Adaptation budget in episodes of the task (episode_length environment steps each)."""
-    num_candidates: int = 8
-    horizon: int = 125
-    sigma: float = 0.2
+    num_candidates: int = 4
+    horizon: int = 250
+    sigma: float = 0.1
     """Std of the latent perturbation per coordinate; latents have norm sqrt(d), so about the relative noise."""
-    lr: float = 0.05
+    lr: float = 0.02
     discount: float = 0.99
     pessimism: float = 0.5
     eval_episodes: int = 10
@@ -63,51 +63,67 @@ class AdaptationCurve:
     z: torch.Tensor | None = None
 
 
-@torch.inference_mode()
 def lola(model: BFM, task: Task, prompt: TaskPrompt, config: LoLAConfig = LoLAConfig(), progress: bool = False) -> AdaptationCurve:
+    """One LoLA run with ``config.seed``."""
+    return lola_seeds(model, task, prompt, config, [config.seed], progress)[0]
+
+
+@torch.inference_mode()
+def lola_seeds(
+    model: BFM, task: Task, prompt: TaskPrompt, config: LoLAConfig, seeds: list[int], progress: bool = False
+) -> list[AdaptationCurve]:
+    """Independent LoLA runs, one per seed, stepped in lockstep so that all their simulations share one
+    batch and one policy call per step. Each run equals a lone run with that seed: its own start states,
+    noise and Adam state (Adam is elementwise, so one optimiser over the (seeds, d) means is S optimisers).
+    """
     domain = get_domain(task.domain)
-    k, H = config.num_candidates, min(config.horizon, domain.episode_length)
-    budget = config.episodes * domain.episode_length
-    iterations = budget // (k * H)
-    rng = np.random.default_rng([config.seed, 1])
-    generator = torch.Generator().manual_seed(config.seed)
-    env = BatchedEnv(task, num_envs=k)
-    mu = prompt.z.clone()
+    S, k, H, E = len(seeds), config.num_candidates, min(config.horizon, domain.episode_length), config.eval_episodes
+    iterations = config.episodes * domain.episode_length // (k * H)
+    rngs = [np.random.default_rng([seed, 1]) for seed in seeds]
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    env = BatchedEnv(task, num_envs=S * k)
+    eval_env = BatchedEnv(task, num_envs=S * E)
+    eval_starts = np.concatenate([eval_start_states(task, E, seed) for seed in seeds])
+    w = prompt.w.expand(S * k, -1)
     with torch.enable_grad():
-        mu_param = torch.nn.Parameter(mu.clone())
-        optimizer = torch.optim.Adam([mu_param], lr=config.lr)
+        mu = torch.nn.Parameter(prompt.z.expand(S, -1).clone())
+        optimizer = torch.optim.Adam([mu], lr=config.lr)
     discounts = config.discount ** np.arange(H)
 
-    curve = AdaptationCurve()
-    curve.episodes.append(0.0)
-    curve.returns.append(float(evaluate_latent(model, task, mu, config.eval_episodes, config.seed).mean()))
+    def evaluate() -> np.ndarray:
+        z = mu.detach().repeat_interleave(E, 0)
+        return run_episodes(model, eval_env, eval_starts, z).reshape(S, E).mean(1)
+
+    curves = [AdaptationCurve(episodes=[0.0]) for _ in seeds]
+    for curve, ret in zip(curves, evaluate()):
+        curve.returns.append(float(ret))
+    compute = 0.0
     for it in tqdm(range(iterations), desc=f"lola {task.full_name}", disable=not progress):
         start = time.perf_counter()
-        eps = torch.randn(k, model.z_dim, generator=generator)
-        z = model.project(mu.unsqueeze(0) + config.sigma * eps)
-        obs = env.set_state(np.repeat(domain.sample_initial_state(rng, 1), k, axis=0))
-        scores = np.zeros(k)
+        eps = torch.stack([torch.randn(k, model.z_dim, generator=g) for g in generators])
+        z = model.project(mu.detach().unsqueeze(1) + config.sigma * eps).reshape(S * k, -1)
+        starts = np.concatenate([np.repeat(domain.sample_initial_state(rng, 1), k, axis=0) for rng in rngs])
+        obs = env.set_state(starts)
+        scores = np.zeros(S * k)
         for t in range(H):
             obs, reward = env.step(model.act(torch.from_numpy(obs), z, mean=True).numpy())
             scores += discounts[t] * reward
         last = torch.from_numpy(obs)
-        bootstrap = model.q_value(last, model.act(last, z, mean=True), z, prompt.w.expand(k, -1), config.pessimism)
-        scores += config.discount**H * bootstrap.numpy()
+        scores += config.discount**H * model.q_value(last, model.act(last, z, mean=True), z, w, config.pessimism).numpy()
         if not np.isfinite(scores).all():
             raise FastBFMError(f"LoLA on {task.full_name}: non-finite scores at iteration {it}")
-        advantages = torch.from_numpy(scores - (scores.sum() - scores) / (k - 1)).float()
-        grad = (advantages.unsqueeze(-1) * eps).mean(0) / config.sigma
+        scores = scores.reshape(S, k)
+        advantages = torch.from_numpy(scores - (scores.sum(1, keepdims=True) - scores) / (k - 1)).float()
         with torch.enable_grad():
             optimizer.zero_grad()
-            mu_param.grad = -grad
+            mu.grad = -(advantages.unsqueeze(-1) * eps).mean(1) / config.sigma
             optimizer.step()
-            mu_param.data = model.project(mu_param.data)
-        mu = mu_param.detach().clone()
-        curve.compute_s += time.perf_counter() - start
-        curve.episodes.append((it + 1) * k * H / domain.episode_length)
-        curve.returns.append(float(evaluate_latent(model, task, mu, config.eval_episodes, config.seed).mean()))
-    curve.z = mu
-    return curve
-
-
-__all__ = ["LoLAConfig", "AdaptationCurve", "lola"]
+            mu.data = model.project(mu.data)
+        compute += time.perf_counter() - start
+        for curve, ret in zip(curves, evaluate()):
+            curve.episodes.append((it + 1) * k * H / domain.episode_length)
+            curve.returns.append(float(ret))
+    for curve, z_final in zip(curves, mu.detach()):
+        curve.z = z_final.clone()
+        curve.compute_s = compute / S
+    return curves

@@ -1,1 +1,1 @@
-"""fastbfm.bfm."""
+"""BFMs: the inference protocol, FB (model and trainer), pure losses, checkpoints and the training loop."""

@@ -2,8 +2,10 @@
 
 Choices where the reference codebases differ (anchors.md section 7), each a config knob:
 - forward ensemble: two fully independent F networks in one batched layer (Meta Motivo);
-- target aggregation: pessimism 0.5 = min over the two F's (controllable_agent, HILP, CFB), which was
-  more stable offline than the mean; the actor also maximises the min;
+- target aggregation: the mean of the two F's (Meta Motivo). With fully independent F's the min
+  compounds a downward bias over the 1/(1 - gamma) horizon: on the maze (gamma 0.99) it drove the mean
+  target M to -266 by 27k updates while the actor's Q rose, and zero-shot returns collapsed;
+- actor: maximises the min of the two F's (pessimism 0.5, all four codebases);
 - orthonormality loss at Meta Motivo's scale (1/2 off-diagonal, 1 diagonal), weight 1;
 - training latents: half Gaussian directions on the sqrt(d) sphere, half B(s') of shuffled batch
   states (Meta Motivo uses s', the others s);
@@ -45,7 +47,7 @@ class FBTrainConfig:
     tau: float = 0.01
     ortho_coef: float = 1.0
     mix_ratio: float = 0.5
-    target_pessimism: float = 0.5
+    target_pessimism: float = 0.0
     actor_pessimism: float = 0.5
     actor_noise: float = 0.2
     noise_clip: float = 0.3
@@ -83,22 +85,33 @@ class FBModel(nn.Module):
         )
         self.backward_map = mlp(config.obs_dim, [config.backward_hidden_dim] * 2, config.z_dim, ensemble_size=1)
         self.actor = TwoStreamNet(config.obs_dim, 0, config.z_dim, config.hidden_dim, config.action_dim, 1)
+        # Fixed per-dimension affine input normalisation from the training data (saved with the weights):
+        # the maze's positions span only +-0.3 m and velocities +-0.1 m/s, too small for a sharp B.
+        self.register_buffer("obs_mean", torch.zeros(config.obs_dim))
+        self.register_buffer("obs_std", torch.ones(config.obs_dim))
         self.eval()
         self.requires_grad_(False)
 
     def config_dict(self) -> dict:
         return asdict(self.config)
 
-    # -- networks -------------------------------------------------------------------------------
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.obs_mean.copy_(mean)
+        self.obs_std.copy_(std.clamp_min(1e-6))
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.obs_mean) / self.obs_std
+
+    # -- networks (raw observations in) ---------------------------------------------------------
     def B(self, obs: torch.Tensor) -> torch.Tensor:
-        return project_to_sphere(self.backward_map(obs.unsqueeze(0))[0])
+        return project_to_sphere(self.backward_map(self.normalize(obs).unsqueeze(0))[0])
 
     def F(self, obs: torch.Tensor, action: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.forward_map(obs, action, z)
+        return self.forward_map(self.normalize(obs), action, z)
 
     def actor_mean(self, obs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         empty = obs.new_zeros(obs.shape[0], 0)
-        return torch.tanh(self.actor(obs, empty, z)[0])
+        return torch.tanh(self.actor(self.normalize(obs), empty, z)[0])
 
     # -- protocol -------------------------------------------------------------------------------
     def act(self, obs, z, mean: bool = True, generator=None, noise: float = 0.2, clip: float = 0.3):
@@ -179,8 +192,9 @@ class FBTrainer:
 
         with torch.no_grad():
             next_action = model.act(next_obs, z, mean=False, generator=self.generator, noise=cfg.actor_noise, clip=cfg.noise_clip)
-            target_F = self.target_forward(next_obs, next_action, z)
-            target_B = project_to_sphere(self.target_backward(next_obs.unsqueeze(0))[0])
+            next_obs_n = model.normalize(next_obs)
+            target_F = self.target_forward(next_obs_n, next_action, z)
+            target_B = project_to_sphere(self.target_backward(next_obs_n.unsqueeze(0))[0])
             target_M = aggregate(target_F @ target_B.T, cfg.target_pessimism)
 
         F = model.F(obs, action, z)

@@ -30,6 +30,7 @@ from fastbfm.bfm.checkpoint import (
 )
 from fastbfm.bfm.fb import FBModel, FBTrainConfig, FBTrainer, preset
 from fastbfm.data.dataset import load_dataset
+from fastbfm.envs.registry import domain_for_dims
 from fastbfm.errors import FastBFMError
 
 TRAINER_WEIGHTS, TRAINER_STATE = "trainer.safetensors", "trainer.json"
@@ -91,6 +92,7 @@ def pretrain(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = FBModel(model_config)
+    model.set_normalization(torch.from_numpy(dataset.obs.mean(0)), torch.from_numpy(dataset.obs.std(0)))
     step, wall_time = 0, 0.0
     if (run_dir / TRAINER_STATE).exists():
         model = load_model(run_dir)
@@ -101,6 +103,7 @@ def pretrain(
     else:
         trainer = FBTrainer(model, train_config, generator)
     meta = {
+        "domain": domain_for_dims(dataset.obs_dim, dataset.action_dim),
         "preset": preset_name,
         "seed": seed,
         "dataset": str(dataset_dir),

@@ -81,6 +81,13 @@ def get_task(full_name: str) -> Task:
     return get_domain(domain_name).task(task_name)
 
 
+def domain_for_dims(obs_dim: int, action_dim: int) -> str | None:
+    """The one registered domain with these observation and action sizes, if exactly one matches."""
+    _ensure_builtin_domains()
+    matches = [d.name for d in _DOMAINS.values() if (d.observation_dim, d.action_dim) == (obs_dim, action_dim)]
+    return matches[0] if len(matches) == 1 else None
+
+
 def list_domains() -> list[str]:
     _ensure_builtin_domains()
     return sorted(_DOMAINS)

@@ -1,1 +1,1 @@
-"""fastbfm.evaluate."""
+"""Batched rollouts and the experiments behind `eval`, `adapt` and `demo`."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import numpy as np
 
-from fastbfm.adapt.lola import AdaptationCurve, LoLAConfig, lola
+from fastbfm.adapt.lola import AdaptationCurve, LoLAConfig, lola_seeds
 from fastbfm.adapt.zero_shot import infer_goal, infer_task
 from fastbfm.bfm.protocol import BFM
 from fastbfm.data.dataset import TransitionDataset
@@ -74,7 +74,7 @@ def adapt(
     if not seeds:
         raise FastBFMError("adaptation needs at least one seed")
     prompt = infer_task(model, task, dataset, num_samples, seed=0)
-    curves: list[AdaptationCurve] = [lola(model, task, prompt, replace(config, seed=s), progress) for s in seeds]
+    curves: list[AdaptationCurve] = lola_seeds(model, task, prompt, config, seeds, progress)
     returns = np.array([c.returns for c in curves])
     zs, final = returns[:, 0].mean(), returns[:, -1].mean()
     lowest = returns.mean(0).min()

@@ -23,11 +23,16 @@ def evaluate_latent(model: BFM, task: Task, z: torch.Tensor, episodes: int = 10,
     """
     env = BatchedEnv(task, num_envs=episodes)
     z = z.expand(episodes, -1) if z.dim() == 1 else z
-    obs = env.set_state(eval_start_states(task, episodes, seed))
-    returns = np.zeros(episodes)
+    return run_episodes(model, env, eval_start_states(task, episodes, seed), z)
+
+
+@torch.inference_mode()
+def run_episodes(model: BFM, env: BatchedEnv, starts: np.ndarray, z: torch.Tensor) -> np.ndarray:
+    """Full episodes of pi(., z_i) from ``starts[i]`` in ``env``, one policy call per step; returns (N,)."""
+    obs = env.set_state(starts)
+    returns = np.zeros(env.num_envs)
     for _ in range(env.domain.episode_length):
-        action = model.act(torch.from_numpy(obs), z, mean=True).numpy()
-        obs, reward = env.step(action)
+        obs, reward = env.step(model.act(torch.from_numpy(obs), z, mean=True).numpy())
         returns += reward
     return returns
 

@@ -1,1 +1,1 @@
-"""fastbfm.report."""
+"""Plots and model cards."""

@@ -24,6 +24,8 @@ def plot_adaptation_curves(curves: dict[str, list[tuple[list[float], list[float]
         ax.plot(x, mean, color="C0", label="LoLA (mean of seeds)")
         ax.fill_between(x, ys.min(0), ys.max(0), color="C0", alpha=0.2, linewidth=0)
         ax.axhline(mean[0], color="gray", linestyle="--", label="zero-shot")
+        # Returns lie in [0, episode length]: keep a readable scale when a curve is all (near) zero.
+        ax.set_ylim(bottom=min(0.0, float(ys.min())), top=max(10.0, 1.05 * float(ys.max())))
         ax.set_title(task.split(":")[-1], fontsize=10)
         ax.set_xlabel("adaptation episodes")
         ax.set_ylabel("return")
