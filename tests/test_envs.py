@@ -32,6 +32,7 @@ def test_maze_spec_and_episode_length():
     assert sorted(list_tasks("point_mass_maze")) == sorted(MAZE_TASKS)
     env = make_env("point_mass_maze:reach_top_left", seed=0)
     assert env.physics.model.geom(POINTMASS_GEOM).name == "pointmass"
+    np.testing.assert_allclose(env.physics.named.model.geom_pos["target"][:2], TARGETS["reach_top_left"])
     ts, steps = env.reset(), 0
     while not ts.last():
         ts = env.step(np.zeros(2))

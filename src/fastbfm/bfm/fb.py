@@ -208,11 +208,14 @@ class FBTrainer:
         self.fb_optimizer.step()
 
         action_pi = model.act(obs, z, mean=False, generator=self.generator, noise=cfg.actor_noise, clip=cfg.noise_clip)
+        # F only passes the gradient to the action here: skip its weight gradients.
+        model.forward_map.requires_grad_(False)
         Q = (model.F(obs, action_pi, z) * z).sum(-1)
         loss_actor, actor_metrics = actor_loss(Q, cfg.actor_pessimism)
         self.actor_optimizer.zero_grad(set_to_none=True)
         loss_actor.backward()
         self.actor_optimizer.step()
+        model.forward_map.requires_grad_(True)
 
         with torch.no_grad():
             for target, online in ((self.target_forward, model.forward_map), (self.target_backward, model.backward_map)):

@@ -43,7 +43,8 @@ def make_env(task_name: str, seed: int | None = None) -> control.Environment:
     task = get_task(task_name)
     domain = get_domain(task.domain)
     physics = load_physics(domain)
-    _place_target(physics, task)
+    if task.decorate is not None:
+        task.decorate(physics)
     time_limit = domain.episode_length * domain.n_sub_steps * physics.model.opt.timestep
     return control.Environment(
         physics,
@@ -51,14 +52,6 @@ def make_env(task_name: str, seed: int | None = None) -> control.Environment:
         time_limit=time_limit,
         n_sub_steps=domain.n_sub_steps,
     )
-
-
-def _place_target(physics, task: Task) -> None:
-    # Only a visual marker: rewards carry their own target.
-    from fastbfm.envs.point_mass_maze import TARGETS
-
-    if task.domain == "point_mass_maze":
-        physics.named.model.geom_pos["target"][:2] = TARGETS[task.name]
 
 
 __all__ = ["make_env", "load_physics", "RegistryTask"]

@@ -28,6 +28,8 @@ class Task:
     name: str
     reward: RewardFn
     description: str = ""
+    decorate: Callable[[object], None] | None = None
+    """Optional visual setup of a dm_control physics for this task (e.g. placing a target marker)."""
 
     @property
     def full_name(self) -> str:

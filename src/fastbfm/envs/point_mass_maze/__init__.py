@@ -51,6 +51,13 @@ def reach_reward(target_xy: tuple[float, float]):
     return reward
 
 
+def place_target(target_xy: tuple[float, float]):
+    def decorate(physics) -> None:
+        physics.named.model.geom_pos["target"][:2] = target_xy
+
+    return decorate
+
+
 DOMAIN = register_domain(
     Domain(
         name="point_mass_maze",
@@ -62,7 +69,9 @@ DOMAIN = register_domain(
         observe=observe,
         sample_initial_state=sample_initial_state,
         tasks={
-            name: Task("point_mass_maze", name, reach_reward(xy), f"reach the target at {xy} (margin 0.015)")
+            name: Task(
+                "point_mass_maze", name, reach_reward(xy), f"reach the target at {xy} (margin 0.015)", place_target(xy)
+            )
             for name, xy in TARGETS.items()
         },
     )
