@@ -85,7 +85,7 @@ def pretrain(
     preset: str = typer.Option("cpu", help="Named preset: 'cpu' (about an hour on 2 cores) or 'paper' (GPU scale)."),
     updates: Optional[int] = typer.Option(None, min=1, help="Number of gradient updates (default: the preset's)."),
     checkpoint_every: int = typer.Option(5000, min=1, help="Updates between checkpoints."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of initialisation, batches and latents."),
     threads: int = typer.Option(2, min=1, help="Torch threads."),
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
@@ -110,7 +110,7 @@ def eval_(
     goal: Optional[str] = typer.Option(
         None, help="Prompt with a goal observation instead of rewards, comma-separated (maze: x,y,vx,vy)."
     ),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the inference samples and the evaluation start states."),
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
