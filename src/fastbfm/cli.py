@@ -143,7 +143,8 @@ def adapt(
     task: list[str] = typer.Option(..., help="Task as domain:task; repeat for several."),
     method: str = typer.Option("lola", help="Adaptation method: lola."),
     episodes: int = typer.Option(LoLAConfig.episodes, min=0, help="Adaptation budget in episodes."),
-    seeds: int = typer.Option(3, min=1, help="Number of seeds (0..seeds-1)."),
+    seeds: int = typer.Option(3, min=1, help="Number of seeds (first_seed..first_seed+seeds-1)."),
+    first_seed: int = typer.Option(0, min=0, help="First seed; e.g. 100 to tune on seeds disjoint from reported ones."),
     candidates: int = typer.Option(LoLAConfig.num_candidates, min=2, help="LoLA: latents rolled out per iteration (k)."),
     horizon: int = typer.Option(LoLAConfig.horizon, min=1, help="LoLA: lookahead steps before bootstrapping (H)."),
     sigma: float = typer.Option(LoLAConfig.sigma, help="LoLA: latent perturbation std per coordinate."),
@@ -164,10 +165,8 @@ def adapt(
     tasks = _tasks(task)
     bfm = _load(model)
     config = LoLAConfig(episodes=episodes, num_candidates=candidates, horizon=horizon, sigma=sigma, lr=lr, eval_episodes=eval_episodes)
-    results = []
-    for t in tasks:
-        dataset = ensure_dataset(t.domain, data, progress=not quiet)
-        results.append(run_adapt(bfm, t, dataset, config, list(range(seeds)), progress=not quiet))
+    datasets = {domain: ensure_dataset(domain, data, progress=not quiet) for domain in {t.domain for t in tasks}}
+    results = [run_adapt(bfm, t, datasets[t.domain], config, list(range(first_seed, first_seed + seeds)), progress=not quiet) for t in tasks]
     if plot:
         plot_adaptation_curves({r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results}, plot)
     _emit({"model": model, "results": results}, as_json, _adapt_table(results, episodes))

@@ -29,10 +29,15 @@ def evaluate_latent(model: BFM, task: Task, z: torch.Tensor, episodes: int = 10,
 @torch.inference_mode()
 def run_episodes(model: BFM, env: BatchedEnv, starts: np.ndarray, z: torch.Tensor) -> np.ndarray:
     """Full episodes of pi(., z_i) from ``starts[i]`` in ``env``, one policy call per step; returns (N,)."""
+    return run_policy(env, starts, lambda obs: model.act(torch.from_numpy(obs), z, mean=True).numpy())
+
+
+def run_policy(env: BatchedEnv, starts: np.ndarray, policy) -> np.ndarray:
+    """Full episodes from ``starts`` with ``policy(obs (N, obs_dim)) -> actions (N, action_dim)``; returns (N,)."""
     obs = env.set_state(starts)
     returns = np.zeros(env.num_envs)
     for _ in range(env.domain.episode_length):
-        obs, reward = env.step(model.act(torch.from_numpy(obs), z, mean=True).numpy())
+        obs, reward = env.step(policy(obs))
         returns += reward
     return returns
 
@@ -40,10 +45,5 @@ def run_episodes(model: BFM, env: BatchedEnv, starts: np.ndarray, z: torch.Tenso
 def random_policy_returns(task: Task, episodes: int = 10, seed: int = 0) -> np.ndarray:
     """Returns of uniform random actions from the same seeded start states as :func:`evaluate_latent`."""
     env = BatchedEnv(task, num_envs=episodes)
-    env.set_state(eval_start_states(task, episodes, seed))
     rng = np.random.default_rng([seed, 104729])
-    returns = np.zeros(episodes)
-    for _ in range(env.domain.episode_length):
-        _, reward = env.step(rng.uniform(-1, 1, (episodes, env.domain.action_dim)))
-        returns += reward
-    return returns
+    return run_policy(env, eval_start_states(task, episodes, seed), lambda obs: rng.uniform(-1, 1, (episodes, env.domain.action_dim)))
