@@ -1,12 +1,15 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from fastbfm.bfm.checkpoint import save_model
 from fastbfm.bfm.fb import FBModel, FBModelConfig
 from fastbfm.cli import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def fastbfm(*args, cwd=None):
@@ -48,6 +51,8 @@ def test_bad_input_table(tmp_path, corrupt_checkpoint, monkeypatch, capsys):
         (["eval", "--model", corrupt_checkpoint, "--task", "point_mass_maze:reach_top_left"], ["corrupt checkpoint"]),
         (["pretrain", "--data", tmp_path / "empty", "--out", tmp_path / "run"], ["empty dataset"]),
         (["collect", "--domain", "nope", "--out", tmp_path / "d"], ["unknown domain", "nope"]),
+        (["eval", "--model", "maze-fb", "--task", "walker:no_such_rewards_mod:f"], ["cannot import the reward module"]),
+        (["eval", "--model", "maze-fb", "--task", "walker:run"], ["does not fit", "walker:run"]),
         (["adapt", "--model", "maze-fb", "--task", "point_mass_maze:reach_top_left", "--method", "magic"], ["unknown method"]),
     ]
     for args, words in cases:
@@ -74,3 +79,32 @@ def test_end_to_end_cli(tmp_path):
     result = json.loads(adapted.stdout)["results"][0]
     assert len(result["curves"][0]) == len(result["episodes"]) == 3
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_user_reward_and_locomotion_through_the_cli(tmp_path):
+    """A walker dataset with its card, a tiny walker model, and a user reward module from the working folder."""
+    (tmp_path / "my_rewards.py").write_text((EXAMPLES / "my_rewards.py").read_text())
+    collected = fastbfm("collect", "--domain", "walker", "--out", tmp_path / "data", "--episodes", 40, "--num-envs", 20, "-q", "--json", cwd=tmp_path)
+    assert collected.returncode == 0, collected.stderr
+    card = json.loads(collected.stdout)
+    assert card["transitions"] == 40 * 25 and set(card["tasks"]) == {"walker:stand", "walker:walk", "walker:run", "walker:flip"}
+    assert (tmp_path / "data" / "DATASET_CARD.md").is_file() and (tmp_path / "data" / "coverage.png").stat().st_size > 1000
+    save_model(FBModel(FBModelConfig(obs_dim=24, action_dim=6, z_dim=8, hidden_dim=16, backward_hidden_dim=16)), tmp_path / "model")
+    task = "walker:my_rewards:walk_backward"
+    evaluated = fastbfm("eval", "--model", "model", "--task", task, "--data", "data", "--episodes", 2, "--samples", 500, "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    row = json.loads(evaluated.stdout)["results"][0]
+    assert row["task"] == task and 0 <= row["zero_shot"] <= 1000
+
+
+def test_tasks_and_benchmarks_print_measured_figures():
+    listed = fastbfm("tasks", "--json")
+    assert len(json.loads(listed.stdout)["tasks"]) == 16
+    relabelled = fastbfm("bench", "relabel", "--samples", 2000, "--json")
+    assert relabelled.returncode == 0, relabelled.stderr
+    r = json.loads(relabelled.stdout)
+    assert r["samples"] == 2000 and r["max_abs_difference"] < 1e-9 and r["speedup"] > 0
+    simulated = fastbfm("bench", "sim", "--envs", 8, "--steps", 20, "--json")
+    assert simulated.returncode == 0, simulated.stderr
+    s = json.loads(simulated.stdout)
+    assert min(s["batched_steps_per_s"], s["dm_control_loop_steps_per_s"], s["raw_physics_steps_per_s"]) > 0

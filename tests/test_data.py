@@ -4,9 +4,13 @@ import pytest
 from fastbfm.data.collect import CollectConfig, collect, room_fractions
 from fastbfm.data.dataset import EPISODE_KEYS, episode_files, load_dataset, write_episode
 from fastbfm.data.relabel import relabel
-from fastbfm.envs import get_task
+from fastbfm.envs import get_domain, get_task, make_env
 from fastbfm.errors import FastBFMError
 from tests.test_envs import _rollout
+
+
+def _maze_rollout(task_name, seed, steps=None):
+    return _rollout(make_env(task_name, seed=seed), 2, seed, steps)
 
 
 def test_collector_writes_exorl_layout(maze_dataset_dir):
@@ -41,13 +45,13 @@ def test_collection_resumes_identically(tmp_path):
 
 @pytest.mark.parametrize("task_name", ["point_mass_maze:reach_top_left", "point_mass_maze:reach_bottom_right"])
 def test_relabel_matches_simulated_rewards(task_name):
-    states, actions, rewards, _ = _rollout(task_name, seed=11)
+    states, actions, rewards, _ = _maze_rollout(task_name, seed=11)
     relabelled = relabel(get_task(task_name), states[1:], actions)
     np.testing.assert_allclose(relabelled, rewards, atol=1e-12)
 
 
 def test_relabel_through_the_dataset_loader(tmp_path):
-    states, actions, rewards, obs = _rollout("point_mass_maze:reach_top_left", seed=2, steps=300)
+    states, actions, rewards, obs = _maze_rollout("point_mass_maze:reach_top_left", seed=2, steps=300)
     padded = np.concatenate([np.zeros((1, 2)), actions])
     write_episode(tmp_path, 0, {"observation": obs, "action": padded, "reward": np.zeros((301, 1)), "discount": np.ones((301, 1)), "physics": states})
     dataset = load_dataset(tmp_path)
@@ -63,3 +67,49 @@ def test_empty_missing_and_corrupt_datasets(tmp_path):
     (tmp_path / "episode_000000_1001.npz").write_bytes(b"not a zip file")
     with pytest.raises(FastBFMError, match="corrupt episode"):
         load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("domain_name, state_dim", [("walker", 18), ("cheetah", 18), ("quadruped", 57)])
+def test_locomotion_collection_layout(tmp_path, domain_name, state_dim):
+    collect(CollectConfig(domain=domain_name, episodes=4, num_envs=2, segment_length=50, seed=1), tmp_path, progress=False)
+    dataset = load_dataset(tmp_path)
+    domain = get_domain(domain_name)
+    assert len(dataset) == 4 * 50 and dataset.obs_dim == domain.observation_dim
+    assert dataset.next_physics.shape == (200, state_dim)
+    np.testing.assert_array_equal(dataset.obs[1], dataset.next_obs[0])
+
+
+def test_exorl_folder_loads_and_resimulates(tmp_path):
+    """A real ExORL layout (<domain>/<algo>/buffer) whose observations were recorded by another MuJoCo:
+    re-simulation recomputes s and s' from the stored physics and actions on the installed one."""
+    source = tmp_path / "source"
+    collect(CollectConfig(domain="walker", episodes=2, num_envs=2, segment_length=40, seed=2), source, progress=False)
+    buffer = tmp_path / "exorl" / "walker" / "rnd" / "buffer"
+    for i, path in enumerate(episode_files(source)):
+        with np.load(path) as ep:
+            episode = {k: ep[k] for k in ep.files}
+        episode["observation"] = episode["observation"] + 1e-3  # the drift of an older simulator
+        write_episode(buffer, i, episode)
+    exact = load_dataset(source)
+    drifted = load_dataset(tmp_path / "exorl" / "walker" / "rnd")
+    assert np.abs(drifted.next_obs - exact.next_obs).max() > 5e-4
+    resimulated = load_dataset(tmp_path / "exorl" / "walker" / "rnd", resimulate=True)
+    np.testing.assert_array_equal(resimulated.obs, exact.obs)
+    # A stored state holds no contact-solver warm start, so a step from it may differ in the last digits.
+    np.testing.assert_allclose(resimulated.next_obs, exact.next_obs, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(resimulated.next_physics, exact.next_physics, atol=1e-4, rtol=0)
+    assert np.abs(resimulated.next_obs - exact.next_obs).mean() < 1e-6
+
+
+def test_default_maze_recipe_reproduces_the_shipped_models_data(tmp_path):
+    """maze-fb was trained on `fastbfm collect --domain point_mass_maze` (seed 0): the recipe must keep
+    drawing the same episodes, or the model's card and zero-shot prompts stop being reproducible."""
+    import hashlib
+    from dataclasses import replace
+
+    from fastbfm.data import default_collect_config
+
+    collect(replace(default_collect_config("point_mass_maze"), episodes=2), tmp_path, progress=False)
+    with np.load(episode_files(tmp_path)[1]) as ep:
+        digest = hashlib.sha256(ep["physics"].tobytes()).hexdigest()
+    assert digest == "8335c69dd1092c098c4374a37d265f0d3104246ca88bb936f9b965931d6d6345"

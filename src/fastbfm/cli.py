@@ -20,6 +20,9 @@ app = typer.Typer(
     help="Behavioral foundation models: collect reward-free data, pretrain, prompt zero-shot, fast-adapt.",
 )
 
+RESIM_OPT = typer.Option(
+    False, "--resimulate", help="Re-simulate --data's stored physics on this MuJoCo (for real ExORL folders, recorded by an older one)."
+)
 JSON_OPT = typer.Option(False, "--json", help="Print the results as one JSON object instead of a table.")
 QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 
@@ -36,11 +39,16 @@ def _fmt_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _load(model: str):
+def _load(model: str, tasks=()):
+    """Load a model and check that it fits every task before any data is touched."""
     from fastbfm.bfm.checkpoint import load_model
+    from fastbfm.evaluate.experiments import check_compatible
     from fastbfm.zoo import resolve_model
 
-    return load_model(resolve_model(model))
+    bfm = load_model(resolve_model(model))
+    for task in tasks:
+        check_compatible(bfm, task)
+    return bfm
 
 
 def _tasks(names: list[str]):
@@ -52,30 +60,58 @@ def _tasks(names: list[str]):
 @app.command()
 def collect(
     out: Path = typer.Option(..., help="Folder for the episodes (ExORL layout, one .npz per episode)."),
-    domain: str = typer.Option("point_mass_maze", help="Domain to explore."),
-    episodes: int = typer.Option(1000, min=1, help="Number of 1000-step episodes."),
+    domain: str = typer.Option("point_mass_maze", help="Domain to explore (see `fastbfm tasks`)."),
+    episodes: Optional[int] = typer.Option(None, min=1, help="Number of episodes (default: the domain's recipe, 1M transitions)."),
+    segment_length: Optional[int] = typer.Option(None, min=1, help="Steps per episode (default: the domain's recipe)."),
     num_envs: int = typer.Option(50, min=1, help="Simulations stepped together."),
     seed: int = typer.Option(0, help="Seed of the explorer."),
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
-    """Collect reward-free exploration data; rerun the same command to resume an interrupted collection."""
-    from fastbfm.data.collect import CollectConfig, room_fractions
+    """Collect reward-free exploration data and write its dataset card (DATASET_CARD.md, coverage.png).
+
+    Rerun the same command to resume an interrupted collection.
+    """
+    import time
+
+    from fastbfm.data import default_collect_config
+    from fastbfm.data.card import write_dataset_card
     from fastbfm.data.collect import collect as run_collect
     from fastbfm.data.dataset import load_dataset
     from fastbfm.envs import get_domain
 
     get_domain(domain)
-    config = CollectConfig(domain=domain, episodes=episodes, num_envs=num_envs, seed=seed)
+    overrides = {"num_envs": num_envs, "seed": seed}
+    if episodes is not None:
+        overrides["episodes"] = episodes
+    if segment_length is not None:
+        overrides["segment_length"] = segment_length
+    config = default_collect_config(domain, **overrides)
+    start = time.perf_counter()
     run_collect(config, out, progress=not quiet)
+    elapsed = time.perf_counter() - start
     dataset = load_dataset(out)
-    payload = {"out": str(out), "episodes": dataset.num_episodes, "transitions": len(dataset), "config": asdict(config)}
-    table = f"{dataset.num_episodes} episodes, {len(dataset)} transitions in {out}"
-    if domain == "point_mass_maze":
-        fractions = room_fractions(dataset.next_obs)
-        payload["room_fractions"] = fractions
-        table += "\n" + _fmt_table(["room", "fraction of states"], [[k, f"{v:.3f}"] for k, v in fractions.items()])
-    _emit(payload, as_json, table)
+    stats = write_dataset_card(out, dataset, domain, {"recipe": asdict(config), "seconds (this call)": round(elapsed, 1)})
+    payload = {"out": str(out), "episodes": dataset.num_episodes, "transitions": len(dataset), "seconds": round(elapsed, 1), "config": asdict(config), **stats}
+    lines = [f"{dataset.num_episodes} episodes, {len(dataset)} transitions in {out} ({elapsed:.1f} s); card: {out / 'DATASET_CARD.md'}"]
+    lines.append(_fmt_table(["task", "mean reward", "fraction > 0.5"], [[t, f"{v['mean']:.3f}", f"{v['above_half']:.3f}"] for t, v in stats["tasks"].items()]))
+    if "room_fractions" in stats:
+        lines.append(_fmt_table(["room", "fraction of states"], [[k, f"{v:.3f}"] for k, v in stats["room_fractions"].items()]))
+    _emit(payload, as_json, "\n".join(lines))
+
+
+@app.command()
+def tasks(as_json: bool = JSON_OPT):
+    """List the domains and their built-in tasks (user rewards are named domain:module:function)."""
+    from fastbfm.envs import get_domain, list_domains
+
+    rows = [
+        {"task": t.full_name, "observation_dim": d.observation_dim, "action_dim": d.action_dim, "description": t.description}
+        for d in map(get_domain, list_domains())
+        for t in d.tasks.values()
+    ]
+    table = _fmt_table(["task", "obs", "action", "description"], [list(r.values()) for r in rows])
+    _emit({"tasks": rows}, as_json, table)
 
 
 @app.command()
@@ -87,6 +123,9 @@ def pretrain(
     checkpoint_every: int = typer.Option(5000, min=1, help="Updates between checkpoints."),
     seed: int = typer.Option(0, help="Seed of initialisation, batches and latents."),
     threads: int = typer.Option(2, min=1, help="Torch threads."),
+    init_from: Optional[str] = typer.Option(None, help="Start from this model's weights (shipped name or checkpoint folder), fresh optimisers."),
+    discount: Optional[float] = typer.Option(None, min=0.0, max=0.9999, help="Override the preset's discount."),
+    resimulate: bool = RESIM_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -94,7 +133,19 @@ def pretrain(
     from fastbfm.bfm.checkpoint import read_json
     from fastbfm.bfm.train import pretrain as run_pretrain
 
-    run_pretrain(data, out, preset, seed, updates, checkpoint_every, threads=threads, progress=not quiet)
+    run_pretrain(
+        data,
+        out,
+        preset,
+        seed,
+        updates,
+        checkpoint_every,
+        threads=threads,
+        progress=not quiet,
+        init_from=init_from,
+        train_overrides=None if discount is None else {"discount": discount},
+        resimulate=resimulate,
+    )
     meta = read_json(out / "config.json")["meta"]
     payload = {"out": str(out), "updates": meta["updates"], "wall_time_s": meta["wall_time_s"], "preset": preset}
     _emit(payload, as_json, f"trained {meta['updates']} updates in {meta['wall_time_s']} s -> {out}")
@@ -106,6 +157,7 @@ def eval_(
     task: list[str] = typer.Option(..., help="Task as domain:task; repeat for several."),
     episodes: int = typer.Option(10, min=1, help="Evaluation episodes per task."),
     data: Optional[Path] = typer.Option(None, help="Dataset for reward inference (default: the domain's exploration data)."),
+    resimulate: bool = RESIM_OPT,
     samples: int = typer.Option(50_000, min=1, help="Labelled samples for reward inference."),
     goal: Optional[str] = typer.Option(
         None, help="Prompt with a goal observation instead of rewards, comma-separated (maze: x,y,vx,vy)."
@@ -119,7 +171,7 @@ def eval_(
     from fastbfm.evaluate.experiments import zero_shot
 
     tasks = _tasks(task)
-    bfm = _load(model)
+    bfm = _load(model, tasks)
     if len({t.domain for t in tasks}) > 1:
         raise FastBFMError("give tasks of one domain per call")
     goal_obs = None
@@ -128,7 +180,7 @@ def eval_(
             goal_obs = [float(v) for v in goal.split(",")]
         except ValueError:
             raise FastBFMError(f"--goal takes comma-separated numbers, got '{goal}'") from None
-    dataset = None if goal_obs is not None else ensure_dataset(tasks[0].domain, data, progress=not quiet)
+    dataset = None if goal_obs is not None else ensure_dataset(tasks[0].domain, data, progress=not quiet, resimulate=resimulate)
     rows = zero_shot(bfm, tasks, dataset, episodes, samples, seed, goal=goal_obs)
     table = _fmt_table(
         ["task", "zero-shot", "std", "random", "std"],
@@ -141,16 +193,17 @@ def eval_(
 def adapt(
     model: str = typer.Option(..., help="Shipped model name or checkpoint folder."),
     task: list[str] = typer.Option(..., help="Task as domain:task; repeat for several."),
-    method: str = typer.Option("lola", help="Adaptation method: lola."),
+    method: str = typer.Option("lola", help="Adaptation method: lola, or black-box latent search: cmaes, cem."),
     episodes: int = typer.Option(LoLAConfig.episodes, min=0, help="Adaptation budget in episodes."),
     seeds: int = typer.Option(3, min=1, help="Number of seeds (first_seed..first_seed+seeds-1)."),
     first_seed: int = typer.Option(0, min=0, help="First seed; e.g. 100 to tune on seeds disjoint from reported ones."),
-    candidates: int = typer.Option(LoLAConfig.num_candidates, min=2, help="LoLA: latents rolled out per iteration (k)."),
+    candidates: int = typer.Option(LoLAConfig.num_candidates, min=2, help="Latents rolled out per iteration (LoLA's k; the search's population)."),
     horizon: int = typer.Option(LoLAConfig.horizon, min=1, help="LoLA: lookahead steps before bootstrapping (H)."),
-    sigma: float = typer.Option(LoLAConfig.sigma, help="LoLA: latent perturbation std per coordinate."),
+    sigma: float = typer.Option(LoLAConfig.sigma, help="Latent perturbation std per coordinate (the search's initial step)."),
     lr: float = typer.Option(LoLAConfig.lr, help="LoLA: Adam step size on the latent mean."),
     eval_episodes: int = typer.Option(LoLAConfig.eval_episodes, min=1, help="Evaluation episodes after each adaptation step."),
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot start (default: the domain's exploration data)."),
+    resimulate: bool = RESIM_OPT,
     plot: Optional[Path] = typer.Option(None, help="Write the adaptation curves to this PNG."),
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
@@ -160,21 +213,32 @@ def adapt(
     from fastbfm.evaluate.experiments import adapt as run_adapt
     from fastbfm.report.plots import plot_adaptation_curves
 
-    if method != "lola":
-        raise FastBFMError(f"unknown method '{method}'; methods: lola")
+    from fastbfm.adapt.search import METHODS, SearchConfig
+
+    if method != "lola" and method not in METHODS:
+        raise FastBFMError(f"unknown method '{method}'; methods: lola, {', '.join(METHODS)}")
     tasks = _tasks(task)
-    bfm = _load(model)
-    config = LoLAConfig(episodes=episodes, num_candidates=candidates, horizon=horizon, sigma=sigma, lr=lr, eval_episodes=eval_episodes)
-    datasets = {domain: ensure_dataset(domain, data, progress=not quiet) for domain in {t.domain for t in tasks}}
+    bfm = _load(model, tasks)
+    if method == "lola":
+        config = LoLAConfig(episodes=episodes, num_candidates=candidates, horizon=horizon, sigma=sigma, lr=lr, eval_episodes=eval_episodes)
+    else:
+        config = SearchConfig(method=method, episodes=episodes, population=candidates, sigma=sigma, eval_episodes=eval_episodes)
+    datasets = {domain: ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate) for domain in {t.domain for t in tasks}}
     results = [run_adapt(bfm, t, datasets[t.domain], config, list(range(first_seed, first_seed + seeds)), progress=not quiet) for t in tasks]
     if plot:
-        plot_adaptation_curves({r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results}, plot)
-    _emit({"model": model, "results": results}, as_json, _adapt_table(results, episodes))
+        from fastbfm.evaluate.experiments import METHOD_LABELS
+
+        curves = {r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results}
+        plot_adaptation_curves(curves, plot, method=METHOD_LABELS[method])
+    _emit({"model": model, "results": results}, as_json, _adapt_table(results, episodes, method))
 
 
-def _adapt_table(results: list[dict], episodes: int) -> str:
+def _adapt_table(results: list[dict], episodes: int, method: str = "lola") -> str:
+    from fastbfm.evaluate.experiments import METHOD_LABELS
+
+    name = METHOD_LABELS.get(method, method)
     return _fmt_table(
-        ["task", "zero-shot", f"LoLA@{episodes}", "change %", "lowest", "lowest vs zs %"],
+        ["task", "zero-shot", f"{name}@{episodes}", "change %", "lowest", "lowest vs zs %"],
         [
             [r["task"], r["zero_shot"], r["final"], r["change_pct"], r["lowest"], r["lowest_vs_zero_shot_pct"]]
             for r in results
@@ -210,6 +274,52 @@ def demo(
     results = run_demo(out, episodes=episodes, seeds=seeds, progress=not quiet)
     table = _adapt_table(results["results"], episodes) + f"\n\ncurves: {results['plot']}"
     _emit(results, as_json, table)
+
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: measured rates and ratios against baselines run alongside.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("sim")
+def bench_sim(
+    task: str = typer.Option("walker:walk", help="Task whose domain is simulated."),
+    envs: int = typer.Option(64, min=1, help="Simulations in the batch."),
+    hidden: int = typer.Option(256, min=8, help="Width of the FB actor that drives them."),
+    steps: int = typer.Option(300, min=10, help="Steps per measurement."),
+    as_json: bool = JSON_OPT,
+):
+    """Closed-loop env-steps/s: fastbfm's batched rollout vs dm_control's env.step loop vs raw physics."""
+    from fastbfm.bench import bench_sim as run
+
+    r = run(task, envs, hidden, steps)
+    table = _fmt_table(
+        ["path", "env-steps/s", "ratio"],
+        [
+            ["fastbfm batched rollout", r["batched_steps_per_s"], "1.00"],
+            ["dm_control env.step loop", r["dm_control_loop_steps_per_s"], f"{1 / r['speedup_vs_dm_control']:.2f}"],
+            ["raw physics (mujoco.rollout)", r["raw_physics_steps_per_s"], f"{1 / r['fraction_of_raw_physics']:.2f}"],
+        ],
+    )
+    table += f"\n\nbatched = {r['speedup_vs_dm_control']}x dm_control, {100 * r['fraction_of_raw_physics']:.0f}% of raw physics"
+    _emit(r, as_json, table)
+
+
+@bench_app.command("relabel")
+def bench_relabel(
+    task: str = typer.Option("walker:walk", help="Task whose reward is relabelled."),
+    samples: int = typer.Option(50_000, min=100, help="Transitions to relabel."),
+    as_json: bool = JSON_OPT,
+):
+    """Vectorised relabelling vs the per-sample dm_control loop on the same states."""
+    from fastbfm.bench import bench_relabel as run
+
+    r = run(task, samples)
+    table = _fmt_table(
+        ["path", "seconds", "samples/s"],
+        [["vectorised", r["vectorised_s"], r["vectorised_samples_per_s"]], ["per-sample dm_control", r["per_sample_dm_control_s"], r["per_sample_samples_per_s"]]],
+    )
+    table += f"\n\nspeed-up {r['speedup']}x, max |difference| {r['max_abs_difference']:.2g}"
+    _emit(r, as_json, table)
 
 
 def main() -> None:

@@ -38,7 +38,9 @@ class LoLAConfig:
     sigma: float = 0.1
     """Std of the latent perturbation per coordinate; latents have norm sqrt(d), so about the relative noise."""
     lr: float = 0.02
-    discount: float = 0.99
+    discount: float | None = None
+    """Discount of the lookahead and bootstrap; default: the one the model was trained with (its
+    successor features are sums discounted by it), else 0.99."""
     pessimism: float = 0.5
     eval_episodes: int = 10
     seed: int = 0
@@ -48,6 +50,10 @@ class LoLAConfig:
             raise FastBFMError("LoLA needs at least 2 candidates for its leave-one-out baseline")
         if self.horizon < 1 or self.episodes < 0 or self.sigma <= 0 or self.lr <= 0 or self.eval_episodes < 1:
             raise FastBFMError("LoLA needs horizon >= 1, episodes >= 0, sigma > 0, lr > 0 and eval_episodes >= 1")
+
+
+def model_discount(model: BFM, default: float = 0.99) -> float:
+    return float(getattr(model, "meta", {}).get("train", {}).get("discount", default))
 
 
 @dataclass
@@ -88,7 +94,8 @@ def lola_seeds(
     with torch.enable_grad():
         mu = torch.nn.Parameter(prompt.z.expand(S, -1).clone())
         optimizer = torch.optim.Adam([mu], lr=config.lr)
-    discounts = config.discount ** np.arange(H)
+    gamma = model_discount(model) if config.discount is None else config.discount
+    discounts = gamma ** np.arange(H)
 
     def evaluate() -> np.ndarray:
         z = mu.detach().repeat_interleave(E, 0)
@@ -109,7 +116,7 @@ def lola_seeds(
             obs, reward = env.step(model.act(torch.from_numpy(obs), z, mean=True).numpy())
             scores += discounts[t] * reward
         last = torch.from_numpy(obs)
-        scores += config.discount**H * model.q_value(last, model.act(last, z, mean=True), z, w, config.pessimism).numpy()
+        scores += gamma**H * model.q_value(last, model.act(last, z, mean=True), z, w, config.pessimism).numpy()
         if not np.isfinite(scores).all():
             raise FastBFMError(f"LoLA on {task.full_name}: non-finite scores at iteration {it}")
         scores = scores.reshape(S, k)

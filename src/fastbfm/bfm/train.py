@@ -70,6 +70,15 @@ def _restore_checkpoint(run_dir: Path, trainer: FBTrainer) -> tuple[int, float]:
     return int(state["step"]), float(state["wall_time_s"])
 
 
+def _initial_model(init_from: str | Path, model_config) -> FBModel:
+    from fastbfm.zoo import resolve_model
+
+    model = load_model(resolve_model(init_from))
+    if model.config != model_config:
+        raise FastBFMError(f"cannot start from {init_from}: its model config {model.config} differs from {model_config}")
+    return model
+
+
 def pretrain(
     dataset_dir: str | Path,
     run_dir: str | Path,
@@ -81,11 +90,21 @@ def pretrain(
     threads: int = 2,
     progress: bool = True,
     meta: dict | None = None,
+    init_from: str | Path | None = None,
+    train_overrides: dict | None = None,
+    resimulate: bool = False,
 ) -> Path:
-    """Train FB on a reward-free dataset; resumes if ``run_dir`` holds a checkpoint."""
+    """Train FB on a reward-free dataset; resumes if ``run_dir`` holds a checkpoint.
+
+    ``init_from`` starts a new run from the weights (and input normalisation) of a model checkpoint,
+    with fresh optimisers and targets copied from it: continued pretraining, e.g. with another discount.
+    ``train_overrides`` replaces fields of the preset's :class:`FBTrainConfig` (e.g. ``discount``).
+    """
     torch.set_num_threads(threads)
-    dataset = load_dataset(dataset_dir)
-    overrides = {} if num_updates is None else {"num_updates": num_updates}
+    dataset = load_dataset(dataset_dir, resimulate=resimulate)
+    overrides = dict(train_overrides or {})
+    if num_updates is not None:
+        overrides["num_updates"] = num_updates
     model_config, train_config = preset(preset_name, dataset.obs_dim, dataset.action_dim, **overrides)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -98,9 +117,14 @@ def pretrain(
         model = load_model(run_dir)
         if model.config != model_config:
             raise FastBFMError(f"{run_dir} holds a run with another model config; use a new folder")
+        if "init_from" in model.meta:
+            meta = {**(meta or {}), "init_from": model.meta["init_from"]}
         trainer = FBTrainer(model, train_config, generator)
         step, wall_time = _restore_checkpoint(run_dir, trainer)
     else:
+        if init_from is not None:
+            model = _initial_model(init_from, model_config)
+            meta = {**(meta or {}), "init_from": {"checkpoint": str(init_from), "updates": model.meta.get("updates")}}
         trainer = FBTrainer(model, train_config, generator)
     meta = {
         "domain": domain_for_dims(dataset.obs_dim, dataset.action_dim),

@@ -104,12 +104,20 @@ class TorchTransitions:
         }
 
 
-def load_dataset(folder: str | Path, max_episodes: int | None = None) -> TransitionDataset:
-    """Load an ExORL-layout folder (ours or a real ExORL ``<domain>/<algo>`` folder) into transitions."""
+def load_dataset(
+    folder: str | Path, max_episodes: int | None = None, resimulate: bool = False, domain: str | None = None
+) -> TransitionDataset:
+    """Load an ExORL-layout folder (ours or a real ExORL ``<domain>/<algo>`` folder) into transitions.
+
+    ``resimulate`` replays every stored (physics, action) pair on the installed MuJoCo and replaces s, s'
+    and the physics of s' by the simulated ones: ExORL was recorded with an older MuJoCo whose dynamics
+    differ slightly. ``domain`` names the domain (default: a domain named in the path, else the one
+    whose observation and action sizes match).
+    """
     files = episode_files(folder)[:max_episodes]
     if not files:
         raise FastBFMError(f"empty dataset: no episode .npz files in {folder}")
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "action", "next_obs", "next_physics", "discount")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "action", "next_obs", "physics", "next_physics", "discount")}
     for path in files:
         ep = read_episode(path)
         obs, action, physics = ep["observation"], ep["action"], ep["physics"]
@@ -119,12 +127,17 @@ def load_dataset(folder: str | Path, max_episodes: int | None = None) -> Transit
         parts["obs"].append(obs[:-1])
         parts["action"].append(action[1:])
         parts["next_obs"].append(obs[1:])
+        if resimulate:
+            parts["physics"].append(physics[:-1])
         parts["next_physics"].append(physics[1:])
         parts["discount"].append(np.asarray(discount, dtype=np.float32).reshape(len(obs), -1)[1:, 0])
-    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    cat = {k: np.concatenate(v) for k, v in parts.items() if v}
     for key in ("obs", "action", "next_obs"):
         if not np.isfinite(cat[key]).all():
             raise FastBFMError(f"corrupt dataset {folder}: non-finite values in {key}")
+    if resimulate:
+        domain = domain or _domain_of(Path(folder), cat["obs"].shape[1], cat["action"].shape[1])
+        cat["obs"], cat["next_obs"], cat["next_physics"] = _resimulate(domain, cat["physics"], cat["action"])
     return TransitionDataset(
         obs=cat["obs"].astype(np.float32),
         action=cat["action"].astype(np.float32),
@@ -133,3 +146,34 @@ def load_dataset(folder: str | Path, max_episodes: int | None = None) -> Transit
         discount=cat["discount"],
         num_episodes=len(files),
     )
+
+
+def _domain_of(folder: Path, obs_dim: int, action_dim: int) -> str:
+    from fastbfm.envs.registry import domain_for_dims, list_domains
+
+    named = [part for part in folder.resolve().parts if part in list_domains()]
+    domain = named[-1] if named else domain_for_dims(obs_dim, action_dim)
+    if domain is None:
+        raise FastBFMError(f"cannot tell the domain of {folder}; name it (e.g. --domain walker) to re-simulate")
+    return domain
+
+
+def _resimulate(domain_name: str, physics: np.ndarray, action: np.ndarray, chunk: int = 1024):
+    """One simulated step from each stored state with its action, in batches of simulations."""
+    from fastbfm.envs.batch import BatchedEnv
+    from fastbfm.envs.registry import get_domain
+
+    domain = get_domain(domain_name)
+    env = BatchedEnv(domain, num_envs=min(chunk, len(physics)))
+    if physics.shape[1] != env.state_dim:
+        raise FastBFMError(f"cannot re-simulate: stored physics has {physics.shape[1]} values per state, {domain_name} has {env.state_dim}")
+    obs = np.empty((len(physics), domain.observation_dim), np.float32)
+    next_obs, next_physics = np.empty_like(obs), np.empty(physics.shape)
+    for start in range(0, len(physics), env.num_envs):
+        rows = slice(start, min(start + env.num_envs, len(physics)))
+        n = rows.stop - rows.start
+        pad = env.num_envs - n
+        obs[rows] = env.set_state(np.pad(physics[rows], ((0, pad), (0, 0)), mode="edge"))[:n]
+        next_obs[rows] = env.step(np.pad(action[rows], ((0, pad), (0, 0)), mode="edge"))[0][:n]
+        next_physics[rows] = env.get_state()[:n]
+    return obs, next_obs, next_physics

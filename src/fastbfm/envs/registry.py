@@ -1,9 +1,15 @@
-"""Domains and tasks as data: ``"domain:task"`` names resolve to a :class:`Task` through one registry."""
+"""Domains and tasks as data: ``"domain:task"`` names resolve to a :class:`Task` through one registry.
+
+A task name is ``domain:task`` for a built-in task, or ``domain:module.path:function`` for a reward
+written by the user (see :func:`fastbfm.envs.user_task`), e.g. ``walker:my_rewards:walk_backward``.
+"""
 
 from __future__ import annotations
 
+import importlib
+import sys
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -11,56 +17,102 @@ from fastbfm.errors import FastBFMError
 
 
 class Fields(Protocol):
-    """Anything that exposes MuJoCo data fields as arrays: one ``MjData`` or a batch's (N, ...) views."""
+    """MuJoCo data fields as arrays: one ``MjData`` (no batch axis) or a batch's live (N, ...) views.
 
-    geom_xpos: np.ndarray
+    Vectorised rewards and observations read only these names, so one function serves both.
+    """
+
+    qpos: np.ndarray
+    qvel: np.ndarray
+    act: np.ndarray
     ctrl: np.ndarray
+    xpos: np.ndarray
+    xmat: np.ndarray
+    geom_xpos: np.ndarray
+    sensordata: np.ndarray
+    subtree_angmom: np.ndarray
 
 
-# A reward reads MuJoCo fields and returns one value per simulation. The same function serves a single
-# dm_control physics (scalars) and a batch of simulations (arrays), so both paths agree by construction.
+# A vectorised reward reads MuJoCo fields and returns one value per simulation. The same function
+# serves a single physics (scalars) and a batch of simulations (arrays).
 RewardFn = Callable[[Fields], np.ndarray]
+# A dm_control-style reward: a function of one dm_control ``Physics`` of the domain, returning a float.
+PhysicsRewardFn = Callable[[Any], float]
 
 
 @dataclass(frozen=True)
 class Task:
+    """A reward on a domain.
+
+    Built-in tasks have a vectorised ``reward`` (tested equal to ``reference``) and a ``reference``:
+    a factory ``random -> dm_control Task`` whose ``get_reward`` is dm_control's own (standard tasks) or
+    the reference codebases' definition (custom tasks). User tasks may give only ``physics_reward``;
+    batched code then computes it one simulation at a time.
+    """
+
     domain: str
     name: str
-    reward: RewardFn
+    reward: RewardFn | None = None
     description: str = ""
+    reference: Callable[[Any], Any] | None = None
+    physics_reward: PhysicsRewardFn | None = None
     decorate: Callable[[object], None] | None = None
     """Optional visual setup of a dm_control physics for this task (e.g. placing a target marker)."""
+
+    def __post_init__(self):
+        if self.reward is None and self.physics_reward is None:
+            raise FastBFMError(f"task {self.full_name} needs a vectorised reward or a physics reward")
 
     @property
     def full_name(self) -> str:
         return f"{self.domain}:{self.name}"
 
+    @property
+    def vectorized(self) -> bool:
+        return self.reward is not None
+
 
 @dataclass(frozen=True)
 class Domain:
-    """A MuJoCo model plus how to observe it and where episodes start."""
+    """A MuJoCo model plus how to observe it, where episodes start and how to explore it."""
 
     name: str
-    xml_path: str
     observation_dim: int
     action_dim: int
     episode_length: int
     n_sub_steps: int
-    observe: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    """(qpos, qvel) with leading batch axes -> flat observation, in dm_control's key order."""
+    make_physics: Callable[[], Any]
+    """A new dm_control ``Physics`` of the domain's model (the domain's own Physics subclass)."""
+    observe: Callable[[Fields], np.ndarray]
+    """Fields -> flat observation, in dm_control's key order; vectorised over leading axes."""
     sample_initial_state: Callable[[np.random.Generator | np.random.RandomState, int], np.ndarray]
-    """(rng, n) -> (n, qpos+qvel) physics states, the reset distribution of the domain."""
+    """(rng, n) -> (n, state_dim) physics states (qpos, qvel, act): the reset distribution of the domain."""
+    base_task: Callable[[Any], Any]
+    """``random -> dm_control Task`` that gives resets and observations; user rewards subclass it."""
+    exploration_features: Callable[[np.ndarray], np.ndarray]
+    """Observations (..., obs_dim) -> a few task-relevant features that the explorer grids into cells."""
+    exploration_cell: tuple[float, ...]
+    """Cell size per exploration feature."""
+    exploration_names: tuple[str, ...]
+    """A short name per exploration feature (dataset cards plot their histograms)."""
+    bound_fields: tuple[str, ...]
+    """MuJoCo data fields that observations and built-in rewards read (bound once in a batch)."""
     tasks: dict[str, Task] = field(default_factory=dict)
+    description: str = ""
 
     def task(self, name: str) -> Task:
         if name not in self.tasks:
+            if ":" in name or "." in name:
+                return user_task(self.name, name)
             raise FastBFMError(
-                f"unknown task '{self.name}:{name}'; tasks of {self.name}: {', '.join(sorted(self.tasks))}"
+                f"unknown task '{self.name}:{name}'; tasks of {self.name}: {', '.join(sorted(self.tasks))} "
+                "(or a reward of your own: domain:module:function)"
             )
         return self.tasks[name]
 
 
 _DOMAINS: dict[str, Domain] = {}
+_BUILTIN = ("point_mass_maze", "walker", "cheetah", "quadruped")
 
 
 def register_domain(domain: Domain) -> Domain:
@@ -76,11 +128,42 @@ def get_domain(name: str) -> Domain:
 
 
 def get_task(full_name: str) -> Task:
-    """Resolve ``"domain:task"`` (e.g. ``point_mass_maze:reach_top_left``)."""
+    """Resolve ``"domain:task"`` (e.g. ``walker:run``) or ``"domain:module:function"`` (a user reward)."""
+    if isinstance(full_name, Task):
+        return full_name
     domain_name, sep, task_name = full_name.partition(":")
     if not sep or not domain_name or not task_name:
-        raise FastBFMError(f"task names are written 'domain:task' (e.g. point_mass_maze:reach_top_left), got '{full_name}'")
+        raise FastBFMError(f"task names are written 'domain:task' (e.g. walker:run), got '{full_name}'")
     return get_domain(domain_name).task(task_name)
+
+
+def user_task(domain_name: str, spec: str) -> Task:
+    """A task from a user's reward, ``spec`` = ``module.path:attribute`` (importable, or in the working folder).
+
+    The attribute is either a :class:`Task` of this domain, or a function ``reward(physics) -> float`` in
+    dm_control's style, called with the domain's dm_control ``Physics`` (e.g. ``physics.torso_height()``).
+    """
+    module_name, sep, attribute = spec.rpartition(":")
+    if not sep or not module_name or not attribute:
+        raise FastBFMError(f"a user reward is written domain:module:function (e.g. walker:my_rewards:walk_backward), got '{domain_name}:{spec}'")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.append("")  # the working folder, as `python -m` would have it
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise FastBFMError(f"cannot import the reward module '{module_name}' of task '{domain_name}:{spec}': {e}") from e
+    except Exception as e:  # a user module failing at import: report it on one line
+        raise FastBFMError(f"the reward module '{module_name}' failed to import: {type(e).__name__}: {e}") from e
+    fn = getattr(module, attribute, None)
+    if fn is None:
+        raise FastBFMError(f"the reward module '{module_name}' has no attribute '{attribute}'")
+    if isinstance(fn, Task):
+        if fn.domain != domain_name:
+            raise FastBFMError(f"{module_name}:{attribute} is a task of domain '{fn.domain}', not '{domain_name}'")
+        return fn
+    if not callable(fn):
+        raise FastBFMError(f"{module_name}:{attribute} is neither a Task nor a function reward(physics) -> float")
+    return Task(domain_name, spec, physics_reward=fn, description=(fn.__doc__ or "").strip().split("\n")[0])
 
 
 def domain_for_dims(obs_dim: int, action_dim: int) -> str | None:
@@ -102,4 +185,6 @@ def list_tasks(domain: str | None = None) -> list[str]:
 
 def _ensure_builtin_domains() -> None:
     # Importing a domain module registers it; done lazily so the registry has no import cycle.
-    from fastbfm.envs import point_mass_maze  # noqa: F401
+    for name in _BUILTIN:
+        if name not in _DOMAINS:
+            importlib.import_module(f"fastbfm.envs.{name}")

@@ -7,12 +7,16 @@ from dataclasses import asdict
 import numpy as np
 
 from fastbfm.adapt.lola import AdaptationCurve, LoLAConfig, lola_seeds
+from fastbfm.adapt.search import SearchConfig, search_seeds
 from fastbfm.adapt.zero_shot import infer_goal, infer_task
 from fastbfm.bfm.protocol import BFM
 from fastbfm.data.dataset import TransitionDataset
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
 from fastbfm.evaluate.rollout import evaluate_latent, random_policy_returns
+
+
+METHOD_LABELS = {"lola": "LoLA", "cmaes": "CMA-ES", "cem": "CEM"}
 
 
 def check_compatible(model: BFM, task: Task) -> None:
@@ -64,23 +68,28 @@ def adapt(
     model: BFM,
     task: Task,
     dataset: TransitionDataset,
-    config: LoLAConfig,
+    config: LoLAConfig | SearchConfig,
     seeds: list[int],
     num_samples: int = 50_000,
     progress: bool = False,
 ) -> dict:
-    """LoLA from the zero-shot latent, once per seed; the summary pairs each seed's curve with its own start."""
+    """An adaptation method (LoLA, or CMA-ES / CEM latent search) from the zero-shot latent, once per
+    seed; the summary pairs each seed's curve with its own start."""
     check_compatible(model, task)
     if not seeds:
         raise FastBFMError("adaptation needs at least one seed")
     prompt = infer_task(model, task, dataset, num_samples, seed=0)
-    curves: list[AdaptationCurve] = lola_seeds(model, task, prompt, config, seeds, progress)
+    if isinstance(config, SearchConfig):
+        method, run = config.method, search_seeds
+    else:
+        method, run = "lola", lola_seeds
+    curves: list[AdaptationCurve] = run(model, task, prompt, config, seeds, progress)
     returns = np.array([c.returns for c in curves])
     zs, final = returns[:, 0].mean(), returns[:, -1].mean()
     lowest = returns.mean(0).min()
     return {
         "task": task.full_name,
-        "method": "lola",
+        "method": method,
         "seeds": seeds,
         "zero_shot": float(zs),
         "final": float(final),

@@ -11,7 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def plot_adaptation_curves(curves: dict[str, list[tuple[list[float], list[float]]]], path: str | Path, title: str = "") -> Path:
+def plot_adaptation_curves(
+    curves: dict[str, list[tuple[list[float], list[float]]]], path: str | Path, title: str = "", method: str = "LoLA"
+) -> Path:
     """``curves[task] = [(episodes, returns) per seed]``: mean and min-max band per task, zero-shot dashed."""
     tasks = list(curves)
     cols = min(len(tasks), 4)
@@ -21,7 +23,7 @@ def plot_adaptation_curves(curves: dict[str, list[tuple[list[float], list[float]
         x = np.asarray(curves[task][0][0])
         ys = np.array([returns for _, returns in curves[task]])
         mean = ys.mean(0)
-        ax.plot(x, mean, color="C0", label="LoLA (mean of seeds)")
+        ax.plot(x, mean, color="C0", label=f"{method} (mean of seeds)")
         ax.fill_between(x, ys.min(0), ys.max(0), color="C0", alpha=0.2, linewidth=0)
         ax.axhline(mean[0], color="gray", linestyle="--", label="zero-shot")
         # Returns lie in [0, episode length]: keep a readable scale when a curve is all (near) zero.

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from dm_control import mujoco as dm_mujoco
+from dm_control.suite import common
 from dm_control.utils import rewards
 
 from fastbfm.envs.registry import Domain, Fields, Task, register_domain
@@ -25,8 +27,19 @@ TARGETS = {
 }
 
 
-def observe(qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
-    return np.concatenate([qpos, qvel], axis=-1)
+def make_physics() -> dm_mujoco.Physics:
+    with open(XML_PATH) as f:
+        return dm_mujoco.Physics.from_xml_string(f.read(), common.ASSETS)
+
+
+def observe(fields: Fields) -> np.ndarray:
+    return np.concatenate([fields.qpos, fields.qvel], axis=-1)
+
+
+def base_task(random=None):
+    from fastbfm.envs.dmc import StateSamplerTask
+
+    return StateSamplerTask(DOMAIN, random=random)
 
 
 def sample_initial_state(rng, n: int) -> np.ndarray:
@@ -61,16 +74,26 @@ def place_target(target_xy: tuple[float, float]):
 DOMAIN = register_domain(
     Domain(
         name="point_mass_maze",
-        xml_path=XML_PATH,
         observation_dim=4,
         action_dim=2,
         episode_length=1000,
         n_sub_steps=1,
+        make_physics=make_physics,
         observe=observe,
         sample_initial_state=sample_initial_state,
+        base_task=base_task,
+        exploration_features=lambda obs: obs[..., :2],
+        exploration_cell=(0.03, 0.03),
+        exploration_names=("x", "y"),
+        bound_fields=("geom_xpos",),
+        description="ExORL four-room maze: 4-D observation (position, velocity), 2-D force",
         tasks={
             name: Task(
-                "point_mass_maze", name, reach_reward(xy), f"reach the target at {xy} (margin 0.015)", place_target(xy)
+                "point_mass_maze",
+                name,
+                reach_reward(xy),
+                f"reach the target at {xy} (margin 0.015)",
+                decorate=place_target(xy),
             )
             for name, xy in TARGETS.items()
         },

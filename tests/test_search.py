@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+import torch
+
+from fastbfm.adapt.search import SearchConfig, search_seeds
+from fastbfm.bfm.nn import project_to_sphere
+from fastbfm.envs import get_task
+from fastbfm.errors import FastBFMError
+from fastbfm.evaluate.rollout import evaluate_latent
+from tests.test_lola import GoalToyBFM, _prompt
+
+TASK = "point_mass_maze:reach_top_left"
+
+
+@pytest.mark.parametrize("method", ["cmaes", "cem"])
+def test_search_climbs_towards_the_known_optimum_within_budget(method):
+    task, model = get_task(TASK), GoalToyBFM()
+    start = _prompt([-1.25, 0.75, 1.0])
+    config = SearchConfig(method=method, episodes=24, population=6, sigma=0.3, eval_episodes=2)
+    curve = search_seeds(model, task, start, config, [0])[0]
+    optimum = evaluate_latent(model, task, project_to_sphere(torch.tensor([-1.0, 1.0, 1.0])), 2).mean()
+    np.testing.assert_array_equal(curve.episodes, [0, 6, 12, 18, 24])  # one episode per candidate
+    assert curve.returns[-1] > curve.returns[0] + 0.3 * (optimum - curve.returns[0])
+    torch.testing.assert_close(curve.z.norm(), torch.tensor(3.0).sqrt())
+
+
+@pytest.mark.parametrize("method", ["cmaes", "cem"])
+def test_search_is_reproducible_and_seeds_in_lockstep_equal_lone_runs(method):
+    task, start = get_task(TASK), _prompt([-1.25, 0.75, 1.0])
+    config = SearchConfig(method=method, episodes=6, population=3, eval_episodes=1)
+    together = search_seeds(GoalToyBFM(), task, start, config, [4, 5])
+    for seed, curve in zip([4, 5], together):
+        alone = search_seeds(GoalToyBFM(), task, start, config, [seed])[0]
+        assert curve.returns == alone.returns
+        torch.testing.assert_close(curve.z, alone.z)
+    assert together[0].returns != together[1].returns
+
+
+def test_search_config_rejects_bad_values():
+    with pytest.raises(FastBFMError, match="unknown search method"):
+        SearchConfig(method="random")
+    with pytest.raises(FastBFMError, match="population >= 2"):
+        SearchConfig(population=1)
