@@ -108,3 +108,17 @@ def test_tasks_and_benchmarks_print_measured_figures():
     assert simulated.returncode == 0, simulated.stderr
     s = json.loads(simulated.stdout)
     assert min(s["batched_steps_per_s"], s["dm_control_loop_steps_per_s"], s["raw_physics_steps_per_s"]) > 0
+
+
+def test_doctor_passes_here_and_names_the_fix_for_a_wrong_pin(monkeypatch, capsys):
+    from fastbfm import doctor
+
+    assert all(row["status"] == "ok" for row in doctor.checks(render=False) if row["check"].startswith(("mujoco", "dm_control", "torch >=")))
+    real = doctor._version
+    monkeypatch.setattr(doctor, "_version", lambda package: "4.0.0" if package == "mujoco" else real(package))
+    monkeypatch.setattr(sys, "argv", ["fastbfm", "doctor", "--json"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    rows = {r["check"]: r for r in json.loads(capsys.readouterr().out)["checks"]}
+    assert rows["mujoco 3.17"]["status"] == "fail" and "mujoco==3.17" in rows["mujoco 3.17"]["fix"]

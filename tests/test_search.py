@@ -41,3 +41,18 @@ def test_search_config_rejects_bad_values():
         SearchConfig(method="random")
     with pytest.raises(FastBFMError, match="population >= 2"):
         SearchConfig(population=1)
+
+
+def test_headroom_oracle_finds_the_known_optimum_and_reports_zero_shot():
+    from fastbfm.adapt.oracle import OracleConfig, headroom
+
+    task, model = get_task(TASK), GoalToyBFM()
+    start = _prompt([-1.25, 0.75, 1.0])
+    config = OracleConfig(num_latents=48, screen_episodes=1, finalists=4, eval_episodes=2)
+    result = headroom(model, task, start, config)
+    zero_shot = evaluate_latent(model, task, start.z, 2).mean()
+    optimum = evaluate_latent(model, task, project_to_sphere(torch.tensor([-1.0, 1.0, 1.0])), 2).mean()
+    assert result.zero_shot == pytest.approx(zero_shot)
+    assert result.best >= result.zero_shot and result.best > 0.5 * optimum
+    assert len(result.screened) == 49
+    np.testing.assert_allclose(evaluate_latent(model, task, result.best_z, 2).mean(), result.best)

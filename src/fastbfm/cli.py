@@ -247,6 +247,48 @@ def _adapt_table(results: list[dict], episodes: int, method: str = "lola") -> st
 
 
 @app.command()
+def headroom(
+    model: str = typer.Option(..., help="Shipped model name or checkpoint folder."),
+    task: list[str] = typer.Option(..., help="Task as domain:task; repeat for several."),
+    latents: int = typer.Option(256, min=1, help="Candidate latents: around the zero-shot latent and on the whole sphere."),
+    screen_episodes: int = typer.Option(3, min=1, help="Episodes that screen each candidate."),
+    eval_episodes: int = typer.Option(10, min=1, help="Evaluation episodes of the finalists (the ones adaptation is measured on)."),
+    seed: int = typer.Option(0, help="Seed of the candidates and the episodes."),
+    data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot latent (default: the domain's exploration data)."),
+    as_json: bool = JSON_OPT,
+    quiet: bool = QUIET_OPT,
+):
+    """The reachable ceiling: the best of many latents, each evaluated well, against zero-shot."""
+    from fastbfm.adapt.oracle import OracleConfig
+    from fastbfm.adapt.oracle import headroom as run_headroom
+    from fastbfm.adapt.zero_shot import infer_task
+    from fastbfm.data import ensure_dataset
+
+    tasks = _tasks(task)
+    bfm = _load(model, tasks)
+    config = OracleConfig(num_latents=latents, screen_episodes=screen_episodes, eval_episodes=eval_episodes, seed=seed)
+    rows = []
+    for t in tasks:
+        prompt = infer_task(bfm, t, ensure_dataset(t.domain, data, progress=not quiet))
+        result = run_headroom(bfm, t, prompt, config)
+        gain = 100 * (result.best - result.zero_shot) / abs(result.zero_shot) if result.zero_shot else None
+        rows.append({"task": t.full_name, "zero_shot": result.zero_shot, "best": result.best, "headroom_pct": gain, "latents": latents})
+    table = _fmt_table(["task", "zero-shot", "best latent", "headroom %"], [[r["task"], r["zero_shot"], r["best"], r["headroom_pct"]] for r in rows])
+    _emit({"model": model, "config": asdict(config), "results": rows}, as_json, table)
+
+
+@app.command()
+def doctor(as_json: bool = JSON_OPT):
+    """Check the versions and settings fastbfm depends on (MuJoCo and dm_control pins, torch, rendering)."""
+    from fastbfm.doctor import checks
+
+    rows = checks()
+    _emit({"checks": rows}, as_json, _fmt_table(["check", "status", "found", "fix"], [list(r.values()) for r in rows]))
+    if any(r["status"] == "fail" for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
 def models(as_json: bool = JSON_OPT):
     """List the shipped models."""
     from fastbfm.bfm.checkpoint import read_json

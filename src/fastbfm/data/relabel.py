@@ -3,33 +3,44 @@ sample at a time through the task's dm_control reference for rewards given as ``
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from fastbfm.data.dataset import TransitionDataset
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 
-RELABEL_CHUNK = 512  # simulations per batch: building one costs ~0.7 ms per simulation
+RELABEL_CHUNK = 512
 
 
 def relabel(task: Task, next_physics: np.ndarray, action: np.ndarray) -> np.ndarray:
     """r(s', a) for each row: the reward dm_control gives after the step that reached ``next_physics``."""
     if not task.vectorized:
         return relabel_per_sample(task, next_physics, action)
-    env = BatchedEnv(task, num_envs=min(RELABEL_CHUNK, max(len(next_physics), 1)), kinematics_only=True)
-    return env.relabel(task, next_physics, action)
+    return _relabel_env(task).relabel(task, next_physics, action)
+
+
+# Building a batch costs about as much as relabelling 50k walker states: keep one per task.
+@lru_cache(maxsize=16)
+def _relabel_env(task: Task) -> BatchedEnv:
+    return BatchedEnv(task, num_envs=RELABEL_CHUNK, kinematics_only=True)
+
+
+@lru_cache(maxsize=16)
+def _reference(task: Task):
+    from fastbfm.envs.dmc import reference_task
+
+    physics = get_domain(task.domain).make_physics()
+    if task.decorate is not None:
+        task.decorate(physics)
+    return physics, reference_task(task)
 
 
 def relabel_per_sample(task: Task, next_physics: np.ndarray, action: np.ndarray) -> np.ndarray:
     """The per-sample dm_control loop (set state and control, ``forward``, ``get_reward``): the fallback
     for user rewards and the baseline that ``fastbfm bench relabel`` measures."""
-    from fastbfm.envs.dmc import reference_task
-
-    domain = get_domain(task.domain)
-    physics = domain.make_physics()
-    if task.decorate is not None:
-        task.decorate(physics)
-    dm_task = reference_task(task)
+    physics, dm_task = _reference(task)
     out = np.empty(len(next_physics))
     for i, (state, a) in enumerate(zip(next_physics, action)):
         physics.set_state(state)
