@@ -5,7 +5,7 @@ import pytest
 from dm_control import suite
 
 from fastbfm.data.relabel import relabel, relabel_per_sample
-from fastbfm.envs import BatchedEnv, Task, walker, get_domain, get_task, list_domains, list_tasks, make_env
+from fastbfm.envs import BatchedEnv, Task, get_domain, get_task, list_domains, list_tasks, make_env, walker
 from fastbfm.envs.point_mass_maze import POINTMASS_GEOM, TARGETS
 from fastbfm.errors import FastBFMError
 

@@ -193,7 +193,10 @@ def eval_(
 def adapt(
     model: str = typer.Option(..., help="Shipped model name or checkpoint folder."),
     task: list[str] = typer.Option(..., help="Task as domain:task; repeat for several."),
-    method: str = typer.Option("lola", help="Adaptation method: lola, or black-box latent search: cmaes, cem."),
+    method: str = typer.Option(
+        "lola", help="lola; black-box latent search: cmaes, cem; optimistic task inference (label-free unless --warm-start): opti-thompson, opti-ucb."
+    ),
+    warm_start: bool = typer.Option(False, help="opti-*: centre the prior on the zero-shot reward embedding (uses labelled samples)."),
     episodes: int = typer.Option(LoLAConfig.episodes, min=0, help="Adaptation budget in episodes."),
     seeds: int = typer.Option(3, min=1, help="Number of seeds (first_seed..first_seed+seeds-1)."),
     first_seed: int = typer.Option(0, min=0, help="First seed; e.g. 100 to tune on seeds disjoint from reported ones."),
@@ -209,25 +212,29 @@ def adapt(
     quiet: bool = QUIET_OPT,
 ):
     """Fast-adapt a frozen BFM to tasks by searching its latent space, starting from zero-shot."""
+    from fastbfm.adapt.opti import OptiConfig
+    from fastbfm.adapt.search import METHODS, SearchConfig
     from fastbfm.data import ensure_dataset
+    from fastbfm.evaluate.experiments import METHOD_LABELS, needs_labels
     from fastbfm.evaluate.experiments import adapt as run_adapt
     from fastbfm.report.plots import plot_adaptation_curves
 
-    from fastbfm.adapt.search import METHODS, SearchConfig
-
-    if method != "lola" and method not in METHODS:
-        raise FastBFMError(f"unknown method '{method}'; methods: lola, {', '.join(METHODS)}")
+    if method not in METHOD_LABELS:
+        raise FastBFMError(f"unknown method '{method}'; methods: {', '.join(METHOD_LABELS)}")
     tasks = _tasks(task)
     bfm = _load(model, tasks)
     if method == "lola":
         config = LoLAConfig(episodes=episodes, num_candidates=candidates, horizon=horizon, sigma=sigma, lr=lr, eval_episodes=eval_episodes)
-    else:
+    elif method in METHODS:
         config = SearchConfig(method=method, episodes=episodes, population=candidates, sigma=sigma, eval_episodes=eval_episodes)
-    datasets = {domain: ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate) for domain in {t.domain for t in tasks}}
+    else:
+        config = OptiConfig(rule=method.removeprefix("opti-"), episodes=episodes, warm_start=warm_start, eval_episodes=eval_episodes)
+    if not needs_labels(config):
+        datasets = {t.domain: None for t in tasks}
+    else:
+        datasets = {domain: ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate) for domain in {t.domain for t in tasks}}
     results = [run_adapt(bfm, t, datasets[t.domain], config, list(range(first_seed, first_seed + seeds)), progress=not quiet) for t in tasks]
     if plot:
-        from fastbfm.evaluate.experiments import METHOD_LABELS
-
         curves = {r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results}
         plot_adaptation_curves(curves, plot, method=METHOD_LABELS[method])
     _emit({"model": model, "results": results}, as_json, _adapt_table(results, episodes, method))

@@ -28,7 +28,7 @@ from fastbfm.bfm.checkpoint import (
     save_tensors,
     write_json,
 )
-from fastbfm.bfm.fb import FBModel, FBTrainConfig, FBTrainer, preset
+from fastbfm.bfm.fb import FBModel, FBTrainer, preset
 from fastbfm.data.dataset import load_dataset
 from fastbfm.envs.registry import domain_for_dims
 from fastbfm.errors import FastBFMError

@@ -7,6 +7,7 @@ from dataclasses import asdict
 import numpy as np
 
 from fastbfm.adapt.lola import AdaptationCurve, LoLAConfig, lola_seeds
+from fastbfm.adapt.opti import OptiConfig, opti_seeds
 from fastbfm.adapt.search import SearchConfig, search_seeds
 from fastbfm.adapt.zero_shot import infer_goal, infer_task
 from fastbfm.bfm.protocol import BFM
@@ -15,8 +16,20 @@ from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
 from fastbfm.evaluate.rollout import evaluate_latent, random_policy_returns
 
+METHOD_LABELS = {"lola": "LoLA", "cmaes": "CMA-ES", "cem": "CEM", "opti-thompson": "OpTI-TS", "opti-ucb": "OpTI-UCB"}
 
-METHOD_LABELS = {"lola": "LoLA", "cmaes": "CMA-ES", "cem": "CEM"}
+
+def method_name(config: LoLAConfig | SearchConfig | OptiConfig) -> str:
+    if isinstance(config, SearchConfig):
+        return config.method
+    if isinstance(config, OptiConfig):
+        return f"opti-{config.rule}"
+    return "lola"
+
+
+def needs_labels(config: LoLAConfig | SearchConfig | OptiConfig) -> bool:
+    """Whether the method starts from the zero-shot latent of labelled samples."""
+    return not isinstance(config, OptiConfig) or config.warm_start
 
 
 def check_compatible(model: BFM, task: Task) -> None:
@@ -67,29 +80,28 @@ def zero_shot(
 def adapt(
     model: BFM,
     task: Task,
-    dataset: TransitionDataset,
-    config: LoLAConfig | SearchConfig,
+    dataset: TransitionDataset | None,
+    config: LoLAConfig | SearchConfig | OptiConfig,
     seeds: list[int],
     num_samples: int = 50_000,
     progress: bool = False,
 ) -> dict:
-    """An adaptation method (LoLA, or CMA-ES / CEM latent search) from the zero-shot latent, once per
-    seed; the summary pairs each seed's curve with its own start."""
+    """An adaptation method (LoLA, CMA-ES / CEM latent search, optimistic task inference), once per
+    seed; the summary pairs each seed's curve with its own start: the zero-shot latent of labelled
+    samples, or for label-free task inference a draw from its prior."""
     check_compatible(model, task)
     if not seeds:
         raise FastBFMError("adaptation needs at least one seed")
-    prompt = infer_task(model, task, dataset, num_samples, seed=0)
-    if isinstance(config, SearchConfig):
-        method, run = config.method, search_seeds
-    else:
-        method, run = "lola", lola_seeds
+    prompt = infer_task(model, task, dataset, num_samples, seed=0) if needs_labels(config) else None
+    run = {SearchConfig: search_seeds, OptiConfig: opti_seeds, LoLAConfig: lola_seeds}[type(config)]
     curves: list[AdaptationCurve] = run(model, task, prompt, config, seeds, progress)
     returns = np.array([c.returns for c in curves])
     zs, final = returns[:, 0].mean(), returns[:, -1].mean()
     lowest = returns.mean(0).min()
     return {
         "task": task.full_name,
-        "method": method,
+        "method": method_name(config),
+        "start": "zero-shot" if prompt is not None else "prior draw (label-free)",
         "seeds": seeds,
         "zero_shot": float(zs),
         "final": float(final),
