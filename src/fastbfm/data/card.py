@@ -23,7 +23,7 @@ from fastbfm.envs.registry import get_domain  # noqa: E402
 CARD, PLOT = "DATASET_CARD.md", "coverage.png"
 
 
-def coverage(dataset: TransitionDataset, domain_name: str, samples: int = 20_000, seed: int = 0) -> dict:
+def coverage(dataset: TransitionDataset, domain_name: str, samples: int = 20_000, seed: int = 0) -> tuple[dict, np.ndarray]:
     """Feature quantiles and per-task reward statistics on ``samples`` random transitions."""
     domain = get_domain(domain_name)
     rng = np.random.default_rng(seed)

@@ -1,0 +1,97 @@
+"""Gymnasium interop: every task as a Gymnasium environment, and a BFM with a latent as a policy.
+
+    import gymnasium as gym
+    import fastbfm.gym  # registers fastbfm/<domain>-<task>-v0 for the 16 built-in tasks
+
+    env = gym.make("fastbfm/walker-run-v0")
+    policy = fastbfm.gym.LatentPolicy(model, z)
+    obs, info = env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(policy(obs))
+
+``FastBFMEnv("walker:my_rewards:walk_backward")`` wraps any task, user rewards included. Episodes end by
+truncation after the domain's 1000 steps (the tasks have no terminal states).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from fastbfm.envs.dmc import make_env
+from fastbfm.envs.registry import Task, get_domain, get_task, list_tasks
+
+
+def env_id(task_name: str) -> str:
+    domain, task = task_name.split(":", 1)
+    return f"fastbfm/{domain}-{task}-v0"
+
+
+class FastBFMEnv(gym.Env):
+    """A registry task behind Gymnasium's API, stepping the same dm_control environment as ``make_env``."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(self, task: str | Task, render_mode: str | None = None, width: int = 320, height: int = 240):
+        self.task = get_task(task)
+        domain = get_domain(self.task.domain)
+        self.observation_space = spaces.Box(-np.inf, np.inf, (domain.observation_dim,), np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, (domain.action_dim,), np.float32)
+        self.render_mode, self._size = render_mode, (height, width)
+        self._env = None
+
+    def reset(self, *, seed: int | None = None, options=None):
+        super().reset(seed=seed)
+        if self._env is None or seed is not None:
+            # dm_control seeds its task RNG at construction: a seeded reset builds a seeded environment.
+            self._env = make_env(self.task, seed=int(self.np_random.integers(2**31)))
+        ts = self._env.reset()
+        return self._obs(ts), {}
+
+    def step(self, action):
+        if self._env is None:
+            raise RuntimeError("call reset() before step()")
+        ts = self._env.step(np.asarray(action, dtype=np.float64))
+        return self._obs(ts), float(ts.reward), False, ts.last(), {}
+
+    def render(self):
+        if self.render_mode == "rgb_array" and self._env is not None:
+            return self._env.physics.render(*self._size, camera_id=0)
+        return None
+
+    @property
+    def physics(self):
+        """The dm_control physics (state save and restore: ``physics.get_state()`` / ``set_state``)."""
+        return self._env.physics
+
+    @staticmethod
+    def _obs(ts) -> np.ndarray:
+        return np.asarray(ts.observation["observations"], dtype=np.float32)
+
+
+class LatentPolicy:
+    """``policy(obs) -> action``: the BFM's deterministic policy for latent ``z``, on numpy in and out."""
+
+    def __init__(self, model, z: torch.Tensor):
+        self.model, self.z = model, torch.as_tensor(z, dtype=torch.float32).reshape(1, -1)
+
+    @torch.inference_mode()
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        obs = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        batched = obs.dim() == 2
+        obs = obs if batched else obs[None]
+        action = self.model.act(obs, self.z.expand(len(obs), -1), mean=True).numpy()
+        return action if batched else action[0]
+
+
+def register_all() -> list[str]:
+    ids = []
+    for name in list_tasks():
+        ids.append(env_id(name))
+        if ids[-1] not in gym.registry:
+            gym.register(ids[-1], entry_point=FastBFMEnv, kwargs={"task": name}, max_episode_steps=None)
+    return ids
+
+
+register_all()
