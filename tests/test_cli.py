@@ -104,6 +104,9 @@ def test_tasks_and_benchmarks_print_measured_figures():
     assert relabelled.returncode == 0, relabelled.stderr
     r = json.loads(relabelled.stdout)
     assert r["samples"] == 2000 and r["max_abs_difference"] < 1e-9 and r["speedup"] > 0
+    trained = fastbfm("bench", "train", "--updates", 10, "--json")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout)["algorithms"]["fb"]["updates_per_s"] > 0
     simulated = fastbfm("bench", "sim", "--envs", 8, "--steps", 20, "--json")
     assert simulated.returncode == 0, simulated.stderr
     s = json.loads(simulated.stdout)

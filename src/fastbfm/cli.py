@@ -371,6 +371,21 @@ def bench_relabel(
     _emit(r, as_json, table)
 
 
+@bench_app.command("train")
+def bench_train(
+    domain: str = typer.Option("walker", help="Domain whose observation and action sizes the networks take."),
+    updates: int = typer.Option(200, min=10, help="Timed updates per algorithm."),
+    threads: int = typer.Option(2, min=1, help="Torch threads."),
+    as_json: bool = JSON_OPT,
+):
+    """Gradient updates per second of each algorithm at its cpu preset."""
+    from fastbfm.bench import bench_train as run
+
+    r = run(domain, updates, threads)
+    rows = [[name, v["updates_per_s"], v["batch_size"], v["hidden"]] for name, v in r["algorithms"].items()]
+    _emit(r, as_json, _fmt_table(["algorithm", "updates/s", "batch", "hidden"], rows))
+
+
 def main() -> None:
     import torch
 
