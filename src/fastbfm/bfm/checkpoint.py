@@ -100,6 +100,18 @@ def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None
     return folder
 
 
+def _looks_like_metamotivo(folder: Path) -> bool:
+    """A Meta Motivo folder: weights under model/, or a config.json with their 'archi' and no format_version."""
+    if (folder / "model" / MODEL_WEIGHTS).is_file():
+        return True
+    try:
+        with open(folder / MODEL_CONFIG) as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "format_version" not in data and "archi" in data
+
+
 def load_model(folder: str | Path) -> nn.Module:
     """Rebuild a BFM from ``config.json`` and load ``model.safetensors``, checking checksum and shapes."""
     from fastbfm.bfm.fb import FBModel, FBModelConfig
@@ -107,6 +119,10 @@ def load_model(folder: str | Path) -> nn.Module:
     folder = Path(folder)
     if not folder.is_dir():
         raise FastBFMError(f"checkpoint not found: {folder}")
+    if _looks_like_metamotivo(folder):
+        from fastbfm.interop.metamotivo import load_metamotivo
+
+        return load_metamotivo(folder)
     config = read_json(folder / MODEL_CONFIG)
     builders = {"fb": lambda c: FBModel(FBModelConfig(**c))}
     algorithm = config.get("algorithm")

@@ -100,7 +100,8 @@ class FBModel(nn.Module):
         self.obs_std.copy_(std.clamp_min(1e-6))
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        return (obs - self.obs_mean) / self.obs_std
+        # dm_control's flat observations are float64: accept them as the networks' dtype
+        return (obs.to(self.obs_mean.dtype) - self.obs_mean) / self.obs_std
 
     # -- networks (raw observations in) ---------------------------------------------------------
     def B(self, obs: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,8 @@ from fastbfm.evaluate.experiments import zero_shot
 from fastbfm.zoo import ZOO_DIR
 
 
-def write_card(run_dir: Path, name: str, domain: str, episodes: int = 10) -> Path:
+def write_card(run_dir: Path, name: str, domain: str, episodes: int = 10, notes: list[str] | None = None) -> Path:
+    """``notes``: provenance lines for the card (how the checkpoint was chosen); default: the final one."""
     torch.set_num_threads(1)
     model = load_model(run_dir)
     meta = model.meta
@@ -55,7 +56,13 @@ def write_card(run_dir: Path, name: str, domain: str, episodes: int = 10) -> Pat
         f"learning rates F {train.get('lr_f')}, B {train.get('lr_b')}, actor {train.get('lr_actor')}, seed {meta.get('seed')}",
         f"- wall time: {meta.get('wall_time_s')} s on 2 CPU cores ({platform.processor() or platform.machine()}), "
         "shared with other work at times, so an upper bound",
-        "- the final checkpoint of the run (no checkpoint selection on tasks)",
+        *(
+            [f"- continued from `{meta['init_from']['checkpoint']}` ({meta['init_from']['updates']} updates before) with fresh "
+             "optimisers and targets copied from it: the updates above come on top"]
+            if meta.get("init_from")
+            else []
+        ),
+        *[f"- {note}" for note in (notes or ["the final checkpoint of the run (no checkpoint selection on tasks)"])],
         "",
         f"## Zero-shot returns ({episodes} episodes per task, seeded start states; mean +- std)",
         "",
@@ -80,8 +87,9 @@ def main() -> None:
     parser.add_argument("name")
     parser.add_argument("--domain", default="point_mass_maze")
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--note", action="append", help="a provenance line for the card (repeatable)")
     args = parser.parse_args()
-    print(write_card(args.run_dir, args.name, args.domain, args.episodes))
+    print(write_card(args.run_dir, args.name, args.domain, args.episodes, args.note))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Interoperability: models trained by other codebases behind fastbfm's BFM protocol."""
