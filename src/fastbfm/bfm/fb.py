@@ -23,6 +23,7 @@ from torch import nn
 
 from fastbfm.bfm.losses import actor_loss, aggregate, fb_loss, orthonormality_loss
 from fastbfm.bfm.nn import TwoStreamNet, mlp, project_to_sphere
+from fastbfm.bfm.protocol import ForwardBackwardInference
 from fastbfm.errors import FastBFMError
 
 
@@ -71,7 +72,7 @@ def preset(name: str, obs_dim: int, action_dim: int, **train_overrides) -> tuple
     return FBModelConfig(obs_dim=obs_dim, action_dim=action_dim, **model_kw), replace(train, **train_overrides)
 
 
-class FBModel(nn.Module):
+class FBModel(ForwardBackwardInference, nn.Module):
     """F(s, a, z), B(s) and pi(s, z); inference only (see :class:`FBTrainer` for learning)."""
 
     algorithm = "fb"
@@ -122,15 +123,6 @@ class FBModel(nn.Module):
         eps = torch.randn(action.shape, generator=generator, device=action.device) * noise
         return (action + eps.clamp(-clip, clip)).clamp(-1, 1)
 
-    def features(self, obs):
-        return self.B(obs)
-
-    def successor_features(self, obs, action, z):
-        return self.F(obs, action, z)
-
-    def q_value(self, obs, action, z, z_reward, pessimism: float = 0.5):
-        return aggregate((self.F(obs, action, z) * z_reward).sum(-1), pessimism)
-
     def project(self, z):
         return project_to_sphere(z)
 
@@ -144,14 +136,6 @@ class FBModel(nn.Module):
             raise FastBFMError("reward inference failed: the rewards are all zero (or not finite) on the samples given")
         return w
 
-    def infer_from_rewards(self, next_obs, rewards):
-        return self.project(self.reward_embedding(next_obs, rewards))
-
-    def infer_from_goal(self, goal):
-        return self.project(self.B(goal.reshape(-1, self.obs_dim))).reshape(*goal.shape[:-1], self.z_dim)
-
-    def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.project(torch.randn(n, self.z_dim, generator=generator))
 
 
 class FBTrainer:

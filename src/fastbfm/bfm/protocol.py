@@ -6,6 +6,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from fastbfm.bfm.losses import aggregate
+
 
 @runtime_checkable
 class BFM(Protocol):
@@ -36,3 +38,26 @@ class BFM(Protocol):
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
         """Map any vector onto the latent space (the sphere of radius sqrt(z_dim))."""
+
+
+class ForwardBackwardInference:
+    """The protocol methods shared by every forward-backward model, given its ``B``, ``F`` and ``project``
+    (fastbfm's FB, Meta Motivo's FB / FB-CPR): features are B, successor features are F."""
+
+    def features(self, obs):
+        return self.B(obs)
+
+    def successor_features(self, obs, action, z):
+        return self.F(obs, action, z)
+
+    def q_value(self, obs, action, z, z_reward, pessimism: float = 0.5):
+        return aggregate((self.F(obs, action, z) * z_reward).sum(-1), pessimism)
+
+    def infer_from_rewards(self, next_obs, rewards):
+        return self.project(self.reward_embedding(next_obs, rewards))
+
+    def infer_from_goal(self, goal):
+        return self.project(self.B(goal.reshape(-1, self.obs_dim))).reshape(*goal.shape[:-1], self.z_dim)
+
+    def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.project(torch.randn(n, self.z_dim, generator=generator))

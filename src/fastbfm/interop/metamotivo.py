@@ -29,8 +29,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fastbfm.bfm.losses import aggregate
 from fastbfm.bfm.nn import EnsembleLayerNorm, EnsembleLinear, project_to_sphere
+from fastbfm.bfm.protocol import ForwardBackwardInference
 from fastbfm.errors import FastBFMError
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -273,7 +273,7 @@ def _discriminator(obs_dim: int, z_dim: int, hidden_dim: int, hidden_layers: int
 # -- the model --------------------------------------------------------------------------------------
 
 
-class MetaMotivoFB(nn.Module):
+class MetaMotivoFB(ForwardBackwardInference, nn.Module):
     """A Meta Motivo FB / FB-CPR model's forward map, backward map, actor and observation normaliser.
 
     Inference only: evaluation mode, no parameter gradients, network calls under ``torch.no_grad``.
@@ -327,15 +327,6 @@ class MetaMotivoFB(nn.Module):
         eps = torch.randn(action.shape, generator=generator, dtype=action.dtype, device=action.device)
         return (action + self.actor_std * eps).clamp(-1, 1)
 
-    def features(self, obs):
-        return self.B(obs)
-
-    def successor_features(self, obs, action, z):
-        return self.F(obs, action, z)
-
-    def q_value(self, obs, action, z, z_reward, pessimism: float = 0.5):
-        return aggregate((self.F(obs, action, z) * z_reward).sum(-1), pessimism)
-
     def project(self, z):
         # Meta Motivo leaves latents unnormalised when trained with norm_z = False.
         return project_to_sphere(z) if self.norm_z else z
@@ -367,20 +358,12 @@ class MetaMotivoFB(nn.Module):
         rewards = self._check_samples(next_obs, rewards)
         return self._check_embedding(self._weighted_B_sum(next_obs, rewards) / len(rewards))
 
-    def infer_from_rewards(self, next_obs, rewards):
-        return self.project(self.reward_embedding(next_obs, rewards))
-
     def infer_from_rewards_weighted(self, next_obs, rewards, temperature: float = 10.0):
         """Meta Motivo's ``reward_wr_inference`` (used for the humanoid): rewards weighted by softmax(10 r)."""
         rewards = self._check_samples(next_obs, rewards)
         weights = torch.softmax(temperature * rewards, 0) * rewards
         return self.project(self._check_embedding(self._weighted_B_sum(next_obs, weights)))
 
-    def infer_from_goal(self, goal):
-        return self.project(self.B(goal.reshape(-1, self.obs_dim))).reshape(*goal.shape[:-1], self.z_dim)
-
-    def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.project(torch.randn(n, self.z_dim, generator=generator))
 
 
 # -- loading ----------------------------------------------------------------------------------------
