@@ -26,7 +26,7 @@ from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import eval_start_states, run_episodes
+from fastbfm.evaluate.rollout import SeedEvaluator
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,7 @@ def lola_seeds(
     rngs = [np.random.default_rng([seed, 1]) for seed in seeds]
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     env = BatchedEnv(task, num_envs=S * k)
-    eval_env = BatchedEnv(task, num_envs=S * E)
-    eval_starts = np.concatenate([eval_start_states(task, E, seed) for seed in seeds])
+    evaluate = SeedEvaluator(model, task, seeds, E)
     w = prompt.w.expand(S * k, -1)
     with torch.enable_grad():
         mu = torch.nn.Parameter(prompt.z.expand(S, -1).clone())
@@ -97,12 +96,8 @@ def lola_seeds(
     gamma = model_discount(model) if config.discount is None else config.discount
     discounts = gamma ** np.arange(H)
 
-    def evaluate() -> np.ndarray:
-        z = mu.detach().repeat_interleave(E, 0)
-        return run_episodes(model, eval_env, eval_starts, z).reshape(S, E).mean(1)
-
     curves = [AdaptationCurve(episodes=[0.0]) for _ in seeds]
-    for curve, ret in zip(curves, evaluate()):
+    for curve, ret in zip(curves, evaluate(mu.detach())):
         curve.returns.append(float(ret))
     compute = 0.0
     for it in tqdm(range(iterations), desc=f"lola {task.full_name}", disable=not progress):
@@ -127,7 +122,7 @@ def lola_seeds(
             optimizer.step()
             mu.data = model.project(mu.data)
         compute += time.perf_counter() - start
-        for curve, ret in zip(curves, evaluate()):
+        for curve, ret in zip(curves, evaluate(mu.detach())):
             curve.episodes.append((it + 1) * k * H / domain.episode_length)
             curve.returns.append(float(ret))
     for curve, z_final in zip(curves, mu.detach()):

@@ -29,7 +29,7 @@ from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import eval_start_states, run_episodes
+from fastbfm.evaluate.rollout import SeedEvaluator
 
 RULES = ("thompson", "ucb")
 
@@ -98,8 +98,7 @@ def opti_seeds(model: BFM, task: Task, prompt: TaskPrompt | None, config: OptiCo
     precision = config.warm_precision if config.warm_start else config.prior_precision
     posteriors = [LinearPosterior(prior_mean, precision, config.noise_std) for _ in seeds]
     env = BatchedEnv(task, num_envs=S)
-    eval_env = BatchedEnv(task, num_envs=S * E)
-    eval_starts = np.concatenate([eval_start_states(task, E, seed) for seed in seeds])
+    evaluate_latents = SeedEvaluator(model, task, seeds, E)
 
     def latent(w: np.ndarray) -> torch.Tensor:
         return model.project(torch.as_tensor(w, dtype=torch.float32))
@@ -107,7 +106,7 @@ def opti_seeds(model: BFM, task: Task, prompt: TaskPrompt | None, config: OptiCo
     means = np.stack([p.mean if config.warm_start else p.sample(1, rng)[0] for p, rng in zip(posteriors, rngs)])
 
     def evaluate(ws: np.ndarray) -> np.ndarray:
-        return run_episodes(model, eval_env, eval_starts, latent(ws).repeat_interleave(E, 0)).reshape(S, E).mean(1)
+        return evaluate_latents(latent(ws))
 
     curves = [AdaptationCurve(episodes=[0.0], returns=[float(r)]) for r in evaluate(means)]
     compute = 0.0

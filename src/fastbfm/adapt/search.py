@@ -23,7 +23,7 @@ from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import eval_start_states, run_episodes
+from fastbfm.evaluate.rollout import SeedEvaluator, run_episodes
 
 METHODS = ("cmaes", "cem")
 
@@ -86,16 +86,12 @@ def search_seeds(
     rngs = [np.random.default_rng([seed, 1]) for seed in seeds]
     optimizers = [_optimizer(config, prompt.z.numpy().astype(np.float64), seed) for seed in seeds]
     env = BatchedEnv(task, num_envs=S * P)
-    eval_env = BatchedEnv(task, num_envs=S * E)
-    eval_starts = np.concatenate([eval_start_states(task, E, seed) for seed in seeds])
+    evaluate = SeedEvaluator(model, task, seeds, E)
 
     def current() -> torch.Tensor:
         return model.project(torch.as_tensor(np.stack([_mean(o) for o in optimizers]), dtype=torch.float32))
 
-    def evaluate() -> np.ndarray:
-        return run_episodes(model, eval_env, eval_starts, current().repeat_interleave(E, 0)).reshape(S, E).mean(1)
-
-    curves = [AdaptationCurve(episodes=[0.0], returns=[float(r)]) for r in evaluate()]
+    curves = [AdaptationCurve(episodes=[0.0], returns=[float(r)]) for r in evaluate(current())]
     compute = 0.0
     for generation in tqdm(range(generations), desc=f"{config.method} {task.full_name}", disable=not progress):
         start = time.perf_counter()
@@ -108,7 +104,7 @@ def search_seeds(
         for o, xs, r in zip(optimizers, candidates, returns):
             o.tell(xs, -r)
         compute += time.perf_counter() - start
-        for curve, ret in zip(curves, evaluate()):
+        for curve, ret in zip(curves, evaluate(current())):
             curve.episodes.append(float((generation + 1) * P))
             curve.returns.append(float(ret))
     for curve, z_final in zip(curves, current()):

@@ -32,6 +32,22 @@ def run_episodes(model: BFM, env: BatchedEnv, starts: np.ndarray, z: torch.Tenso
     return run_policy(env, starts, lambda obs: model.act(torch.from_numpy(obs), z, mean=True).numpy())
 
 
+class SeedEvaluator:
+    """Evaluation of one latent per seed on that seed's fixed episodes, all seeds in one batch: what every
+    adaptation method reports after each step, so that their curves are comparable."""
+
+    def __init__(self, model: BFM, task: Task, seeds: list[int], episodes: int):
+        self.model, self.episodes, self.num_seeds = model, episodes, len(seeds)
+        self.env = BatchedEnv(task, num_envs=len(seeds) * episodes)
+        self.starts = np.concatenate([eval_start_states(task, episodes, seed) for seed in seeds])
+
+    @torch.inference_mode()
+    def __call__(self, z: torch.Tensor) -> np.ndarray:
+        """``z``: (seeds, z_dim) -> mean return per seed, (seeds,)."""
+        returns = run_episodes(self.model, self.env, self.starts, z.repeat_interleave(self.episodes, 0))
+        return returns.reshape(self.num_seeds, self.episodes).mean(1)
+
+
 def run_policy(env: BatchedEnv, starts: np.ndarray, policy) -> np.ndarray:
     """Full episodes from ``starts`` with ``policy(obs (N, obs_dim)) -> actions (N, action_dim)``; returns (N,)."""
     obs = env.set_state(starts)
