@@ -125,6 +125,9 @@ def pretrain(
     threads: int = typer.Option(2, min=1, help="Torch threads."),
     init_from: Optional[str] = typer.Option(None, help="Start from this model's weights (shipped name or checkpoint folder), fresh optimisers."),
     discount: Optional[float] = typer.Option(None, min=0.0, max=0.9999, help="Override the preset's discount."),
+    lr_f: Optional[float] = typer.Option(None, min=0.0, help="Override the preset's learning rate of F."),
+    lr_b: Optional[float] = typer.Option(None, min=0.0, help="Override the preset's learning rate of B."),
+    lr_actor: Optional[float] = typer.Option(None, min=0.0, help="Override the preset's learning rate of the actor."),
     resimulate: bool = RESIM_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
@@ -143,7 +146,9 @@ def pretrain(
         threads=threads,
         progress=not quiet,
         init_from=init_from,
-        train_overrides=None if discount is None else {"discount": discount},
+        train_overrides={
+            k: v for k, v in {"discount": discount, "lr_f": lr_f, "lr_b": lr_b, "lr_actor": lr_actor}.items() if v is not None
+        },
         resimulate=resimulate,
     )
     meta = read_json(out / "config.json")["meta"]

@@ -98,31 +98,30 @@ def opti_seeds(model: BFM, task: Task, prompt: TaskPrompt | None, config: OptiCo
     precision = config.warm_precision if config.warm_start else config.prior_precision
     posteriors = [LinearPosterior(prior_mean, precision, config.noise_std) for _ in seeds]
     env = BatchedEnv(task, num_envs=S)
-    evaluate_latents = SeedEvaluator(model, task, seeds, E)
+    evaluate = SeedEvaluator(model, task, seeds, E)
 
     def latent(w: np.ndarray) -> torch.Tensor:
         return model.project(torch.as_tensor(w, dtype=torch.float32))
 
     means = np.stack([p.mean if config.warm_start else p.sample(1, rng)[0] for p, rng in zip(posteriors, rngs)])
 
-    def evaluate(ws: np.ndarray) -> np.ndarray:
-        return evaluate_latents(latent(ws))
-
-    curves = [AdaptationCurve(episodes=[0.0], returns=[float(r)]) for r in evaluate(means)]
+    curves = [AdaptationCurve(episodes=[0.0], returns=[float(r)]) for r in evaluate(latent(means))]
     compute = 0.0
     for episode in tqdm(range(config.episodes), desc=f"opti-{config.rule} {task.full_name}", disable=not progress):
         start = time.perf_counter()
         starts = np.concatenate([domain.sample_initial_state(rng, 1) for rng in rngs])
         obs = env.set_state(starts)
         z = torch.stack([_choose(model, p, rng, obs[i], config) for i, (p, rng) in enumerate(zip(posteriors, rngs))])
-        features, rewards = np.empty((T, S, model.z_dim)), np.empty((T, S))
+        next_obs, rewards = np.empty((T, S, model.obs_dim), np.float32), np.empty((T, S))
         for t in range(T):
             obs, rewards[t] = env.step(model.act(torch.from_numpy(obs), z, mean=True).numpy())
-            features[t] = model.features(torch.from_numpy(obs)).double().numpy()
+            next_obs[t] = obs
+        # one feature pass over the whole episode, off the simulation loop
+        features = model.features(torch.from_numpy(next_obs.reshape(T * S, -1))).double().numpy().reshape(T, S, -1)
         for i, p in enumerate(posteriors):
             p.update(features[:, i], rewards[:, i])
         compute += time.perf_counter() - start
-        for curve, ret in zip(curves, evaluate(np.stack([p.mean for p in posteriors]))):
+        for curve, ret in zip(curves, evaluate(latent(np.stack([p.mean for p in posteriors])))):
             curve.episodes.append(float(episode + 1))
             curve.returns.append(float(ret))
     for curve, p in zip(curves, posteriors):

@@ -160,7 +160,7 @@ class _Posture:
     """Random target postures of the joints that the actuators drive, tracked with a PD law."""
 
     def __init__(self, env: BatchedEnv, rng: np.random.Generator, n: int):
-        model = env._physics.model
+        model = env.model
         joints = model.actuator_trnid[:, 0]
         if not np.all(model.actuator_trntype == 0):
             raise FastBFMError(f"posture babbling needs joint actuators; {env.domain.name} has others")

@@ -54,6 +54,11 @@ class BatchedEnv:
         self.t = 0
 
     @property
+    def model(self):
+        """The dm_control ``MjModel`` wrapper of the simulated model (named access to its fields)."""
+        return self._physics.model
+
+    @property
     def state_dim(self) -> int:
         return self.nq + self.nv + self.na
 
