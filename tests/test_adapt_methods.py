@@ -207,3 +207,33 @@ def test_configs_reject_bad_values_and_finetune_needs_a_module():
         FinetuneConfig(actor_lr=0)
     with pytest.raises(FastBFMError, match="torch.nn.Module"):
         finetune_seeds(FeatureToyBFM(), DENSE, _prompt(START), FINETUNE, [0])
+
+
+# -- evaluation schedule and compute accounting (every method) -----------------------------------
+
+
+@pytest.mark.parametrize("method", ["lola", "cmaes", "opti-ucb", "rela"])
+def test_sparse_evaluation_keeps_the_method_and_its_final_return(method):
+    """Evaluating every 4 episodes instead of after each step must not change what the method does:
+    the points it keeps equal the dense curve's, the final budget is always evaluated, and the
+    simulation time is a positive part of the compute."""
+    from dataclasses import replace
+
+    from fastbfm.adapt.opti import OptiConfig, opti_seeds
+    from fastbfm.adapt.search import SearchConfig, search_seeds
+
+    task, model = get_task("point_mass_maze:reach_top_left"), FeatureToyBFM()
+    configs = {
+        "lola": (lola_seeds, LoLAConfig(episodes=5, num_candidates=2, horizon=500, eval_episodes=1)),
+        "cmaes": (search_seeds, SearchConfig(method="cmaes", episodes=5, population=2, eval_episodes=1)),
+        "opti-ucb": (opti_seeds, OptiConfig(rule="ucb", episodes=5, eval_episodes=1, warm_start=True)),
+        "rela": (rela_seeds, ReLAConfig(episodes=5, updates_per_episode=4, batch_size=32, eval_episodes=1)),
+    }
+    run, config = configs[method]
+    dense = run(model, task, _prompt(START), config, [0])[0]
+    sparse = run(model, task, _prompt(START), replace(config, eval_every=4.0), [0])[0]
+    kept = [e for e in dense.episodes if e % 4 == 0] + ([dense.episodes[-1]] if dense.episodes[-1] % 4 else [])
+    assert len(kept) < len(dense.episodes)
+    assert sparse.episodes == kept and sparse.episodes[-1] == dense.episodes[-1]
+    assert sparse.returns == [dense.returns[dense.episodes.index(e)] for e in kept]
+    assert 0 < sparse.sim_s < sparse.compute_s

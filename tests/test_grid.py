@@ -4,6 +4,8 @@ import csv
 import json
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -31,13 +33,41 @@ def test_grid_runs_resumes_and_writes_tidy_results(tmp_path):
     files[0].unlink()
     again = run_grid(tmp_path / "g", **args)
     assert again["ran"] == 1
-    measured = lambda results: [{k: v for k, v in r.items() if k != "compute_s_per_episode"} for r in results]  # noqa: E731
+    wall_clock = {"compute_s_per_episode", "sim_s_per_episode"}
+    measured = lambda results: [{k: v for k, v in r.items() if k not in wall_clock} for r in results]  # noqa: E731
     assert measured(again["results"]) == measured(first["results"])  # wall-clock aside, the same numbers
     rows = list(csv.DictReader((tmp_path / "g" / "results.csv").open()))
     assert {r["method"] for r in rows} == {"zero-shot", "cem"}
     assert len([r for r in rows if r["method"] == "cem"]) == 2 * 2  # 2 seeds x (start + one generation of 4)
     payload = json.loads((tmp_path / "g" / "results.json").read_text())
     assert payload["model"] == "maze-fb" and len(payload["results"]) == 2
+    with pytest.raises(FastBFMError, match="holds a grid with budget"):  # resuming with another budget would mix curves
+        run_grid(tmp_path / "g", **{**args, "episodes": 8})
+
+
+def test_oracle_cell_pairs_the_best_latent_with_zero_shot_on_the_same_episodes(tmp_path):
+    """The oracle cell of a seed evaluates on that seed's episodes: its zero-shot equals LoLA's start."""
+    result = run_grid(tmp_path / "g", ["maze-fb"], ["point_mass_maze:reach_top_left"], ["lola", "oracle"], [1],
+                      episodes=1, eval_episodes=2, workers=1, progress=False)
+    by = {r["method"]: r for r in result["results"]}
+    # the same latent and episodes in a batch of other sizes: equal up to float rounding in the policy's matmuls
+    assert by["oracle"]["zero_shot"] == pytest.approx(by["lola"]["curves"][0][0], rel=1e-4)
+    assert by["oracle"]["final"] >= by["oracle"]["zero_shot"]
+    rows = list(csv.DictReader((tmp_path / "g" / "results.csv").open()))
+    assert [r["episodes"] for r in rows if r["method"] == "oracle"] == ["0.0"]
+
+
+def _pool_workers() -> set[int]:
+    """Process ids of live multiprocessing spawn workers on this machine."""
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"multiprocessing.spawn" in (proc / "cmdline").read_bytes():
+                if (proc / "stat").read_text().split(")")[-1].split()[0] != "Z":
+                    pids.add(int(proc.name))
+        except OSError:
+            pass
+    return pids
 
 
 def test_kill_9_during_a_grid_then_rerun_completes_it(tmp_path):
@@ -47,7 +77,12 @@ def test_kill_9_during_a_grid_then_rerun_completes_it(tmp_path):
     args = ["grid", "--out", out, "--model", "maze-fb", "--task", "point_mass_maze:reach_top_left", "--method", "zero-shot",
             "--method", "cem", "--seeds", 2, "--episodes", 4, "--eval-episodes", 1, "--workers", 1, "-q", "--json"]
     cmd = [sys.executable, "-m", "fastbfm", *map(str, args)]
+    before = _pool_workers()
     _kill_when(cmd, lambda: len(list((out / "cells").glob("*.json"))) >= 1)
+    deadline = time.monotonic() + 30
+    while _pool_workers() - before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _pool_workers() - before, "the killed grid left its worker processes behind"
     kept = {p.name: p.read_text() for p in (out / "cells").glob("*.json")}
     assert 1 <= len(kept) < 4 and not (out / "results.csv").exists()
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -24,6 +24,20 @@ def test_search_climbs_towards_the_known_optimum_within_budget(method):
     torch.testing.assert_close(curve.z.norm(), torch.tensor(3.0).sqrt())
 
 
+def test_lookahead_search_screens_more_latents_per_episode_and_climbs():
+    """cmaes-lookahead: each candidate costs H steps (scored with LoLA's lookahead + bootstrap), so 6
+    episodes buy 4 generations of 6 instead of 1; it still climbs towards the known optimum."""
+    task, model = get_task(TASK), GoalToyBFM()
+    start = _prompt([-1.25, 0.75, 1.0])
+    config = SearchConfig(method="cmaes", episodes=6, population=6, sigma=0.3, horizon=250, eval_episodes=2)
+    curve = search_seeds(model, task, start, config, [0])[0]
+    optimum = evaluate_latent(model, task, project_to_sphere(torch.tensor([-1.0, 1.0, 1.0])), 2).mean()
+    np.testing.assert_allclose(curve.episodes, [0, 1.5, 3, 4.5, 6])
+    assert curve.returns[-1] > curve.returns[0] + 0.3 * (optimum - curve.returns[0])
+    with pytest.raises(FastBFMError, match="horizon"):
+        SearchConfig(horizon=0)
+
+
 @pytest.mark.parametrize("method", ["cmaes", "cem"])
 def test_search_is_reproducible_and_seeds_in_lockstep_equal_lone_runs(method):
     task, start = get_task(TASK), _prompt([-1.25, 0.75, 1.0])

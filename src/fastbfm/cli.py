@@ -204,7 +204,7 @@ def adapt(
     method: str = typer.Option(
         "lola",
         help="lola, lola-reset-free; rela (residual critics); finetune (TD3 on copies of the networks); black-box latent search: cmaes, cem; "
-        "optimistic task inference (label-free unless --warm-start): opti-thompson, opti-ucb.",
+        "cmaes-lookahead (CMA-ES on LoLA's lookahead scores); optimistic task inference (label-free unless --warm-start): opti-thompson, opti-ucb.",
     ),
     state_latent: bool = typer.Option(False, help="rela: a state-conditioned latent z(s) = project(z_r + delta(s)) instead of one global latent."),
     warm_start: bool = typer.Option(False, help="opti-*: centre the prior on the zero-shot reward embedding (uses labelled samples)."),
@@ -212,7 +212,7 @@ def adapt(
     seeds: int = typer.Option(3, min=1, help="Number of seeds (first_seed..first_seed+seeds-1)."),
     first_seed: int = typer.Option(0, min=0, help="First seed; e.g. 100 to tune on seeds disjoint from reported ones."),
     candidates: int = typer.Option(LoLAConfig.num_candidates, min=2, help="Latents rolled out per iteration (LoLA's k; the search's population)."),
-    horizon: int = typer.Option(LoLAConfig.horizon, min=1, help="LoLA: lookahead steps before bootstrapping (H)."),
+    horizon: int = typer.Option(LoLAConfig.horizon, min=1, help="LoLA and cmaes-lookahead: lookahead steps before bootstrapping (H)."),
     sigma: float = typer.Option(LoLAConfig.sigma, help="Latent perturbation std per coordinate (the search's initial step)."),
     lr: float = typer.Option(LoLAConfig.lr, help="LoLA: Adam step size on the latent mean."),
     eval_episodes: int = typer.Option(LoLAConfig.eval_episodes, min=1, help="Evaluation episodes after each adaptation step."),
@@ -251,8 +251,9 @@ def adapt(
         from fastbfm.adapt.finetune import FinetuneConfig
 
         config = FinetuneConfig(episodes=episodes, eval_episodes=eval_episodes)
-    elif method in METHODS:
-        config = SearchConfig(method=method, episodes=episodes, population=candidates, sigma=sigma, eval_episodes=eval_episodes)
+    elif method in METHODS or method == "cmaes-lookahead":
+        config = SearchConfig(method=method.removesuffix("-lookahead"), episodes=episodes, population=candidates, sigma=sigma,
+                              horizon=horizon if method == "cmaes-lookahead" else None, eval_episodes=eval_episodes)
     else:
         config = OptiConfig(rule=method.removeprefix("opti-"), episodes=episodes, warm_start=warm_start, eval_episodes=eval_episodes)
     if not needs_labels(config):
@@ -291,10 +292,14 @@ def grid(
     out: Path = typer.Option(..., help="Grid folder: cells/*.json (one per finished cell), results.csv, results.json. Rerun to resume."),
     model: list[str] = typer.Option(..., help="Model (shipped name or checkpoint folder); repeat for several."),
     task: list[str] = typer.Option(..., help="Task domain:task; repeat. Each model runs the tasks of its domain."),
-    method: list[str] = typer.Option(["zero-shot", "lola"], help="zero-shot, lola, lola-reset-free, rela, finetune, cmaes, cem, opti-thompson, opti-ucb; repeat."),
+    method: list[str] = typer.Option(
+        ["zero-shot", "lola"],
+        help="zero-shot, lola, lola-reset-free, rela, finetune, cmaes, cmaes-lookahead, cem, opti-thompson, opti-ucb, oracle (the headroom yardstick); repeat."
+    ),
     seeds: int = typer.Option(3, min=1, help="Seeds 0..N-1 per cell."),
     episodes: int = typer.Option(20, min=1, help="Adaptation budget in episodes."),
-    eval_episodes: int = typer.Option(10, min=1, help="Evaluation episodes after each adaptation step."),
+    eval_episodes: int = typer.Option(10, min=1, help="Evaluation episodes at each point of a curve."),
+    eval_every: float = typer.Option(0.0, min=0.0, help="Evaluate every this many episodes of budget (0: after every step of a method)."),
     workers: int = typer.Option(2, min=1, help="Local worker processes (one torch thread each)."),
     ray_address: Optional[str] = typer.Option(None, help="Run the cells as Ray tasks on this cluster (pip install 'fastbfm[ray]')."),
     as_json: bool = JSON_OPT,
@@ -303,10 +308,33 @@ def grid(
     """Models x tasks x methods x seeds, resumable: finished cells are kept, a rerun does the rest."""
     from fastbfm.evaluate.grid import run_grid
 
-    summary = run_grid(out, model, task, method, list(range(seeds)), episodes, eval_episodes, workers, ray_address, not quiet)
+    summary = run_grid(out, model, task, method, list(range(seeds)), episodes, eval_episodes, eval_every, workers, ray_address, not quiet)
     rows = [[r["model"], r["task"], r["method"], f"{r['zero_shot']:.1f}", f"{r['final']:.1f}", f"{r['lowest']:.1f}"] for r in summary["results"]]
     table = _fmt_table(["model", "task", "method", "zero-shot", "final", "lowest"], rows)
     _emit(summary, as_json, f"{table}\n\n{summary['cells']} cells ({summary['ran']} run now) -> {out}")
+
+
+@app.command()
+def summarize(
+    grids: list[Path] = typer.Argument(..., help="Grid folders (the --out of `fastbfm grid`), e.g. one per budget."),
+    out: Path = typer.Option(Path("adaptation_report.md"), help="Markdown report to write; the PNG of the curves goes beside it."),
+    min_zero_shot: float = typer.Option(10.0, min=0.0, help="Leave tasks with a lower zero-shot return out of relative changes and dips."),
+    min_headroom: float = typer.Option(10.0, min=0.0, help="Leave tasks where the oracle beats zero-shot by less out of the headroom share."),
+    as_json: bool = JSON_OPT,
+):
+    """Summarise grids per method: change over zero-shot at 10/20/50 episodes, worst dip, share of the oracle's headroom, compute."""
+    import shlex
+    import sys
+
+    from fastbfm.report.adaptation import Thresholds, write_report
+
+    command = "fastbfm summarize " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    result = write_report(grids, out, command, Thresholds(min_zero_shot, min_headroom))
+    rows = [[r["method"], r["tasks"], *(f"{100 * r[f'improvement_{b}']:+.1f}%" if r[f"improvement_{b}"] is not None else "-" for b in (10, 20, 50)),
+             f"{100 * r['headroom_20']:.1f}%" if r["headroom_20"] is not None else "-",
+             f"{100 * r['worst_dip']:+.1f}%" if r["worst_dip"] is not None else "-", f"{r['compute_s']:.3g}"] for r in result["summary"]]
+    table = _fmt_table(["method", "tasks", "@10", "@20", "@50", "headroom @20", "worst dip", "s/episode"], rows)
+    _emit({"out": str(out), "summary": result["summary"]}, as_json, f"{table}\n\n-> {out}")
 
 
 @app.command()

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastbfm.adapt.lola import AdaptationCurve, model_discount
+from fastbfm.adapt.curve import AdaptationCurve, CurveRecorder
+from fastbfm.adapt.lola import model_discount
 from fastbfm.adapt.online import ReplayBuffer, collect_episode, smoothed
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.losses import aggregate
@@ -58,6 +59,8 @@ class FinetuneConfig:
     """Default: the model's training discount, else 0.99."""
     pessimism: float = 0.5
     eval_episodes: int = 10
+    eval_every: float = 0.0
+    """Evaluate after every step of the method (0) or every this many episodes of budget."""
     seed: int = 0
 
     def __post_init__(self):
@@ -160,7 +163,13 @@ def finetune_seeds(
     def policy(obs: np.ndarray, t: int) -> np.ndarray:
         return np.concatenate([r.act(obs[i : i + 1]) for i, r in enumerate(runs)])
 
-    curves = [AdaptationCurve(episodes=[0.0], returns=[float(r)]) for r in evaluate.policies(lambda i, obs: runs[i].act(obs))]
+    def current() -> np.ndarray:
+        returns = evaluate.policies(lambda i, obs: runs[i].act(obs))
+        if not np.isfinite(returns).all():
+            raise FastBFMError(f"fine-tuning on {task.full_name}: non-finite evaluation returns")
+        return returns
+
+    recorder = CurveRecorder(S, config.eval_every, current())
     compute = 0.0
     for episode in tqdm(range(config.episodes), desc=f"finetune {task.full_name}", disable=not progress):
         start = time.perf_counter()
@@ -173,12 +182,5 @@ def finetune_seeds(
                 for _ in range(config.updates_per_episode):
                     run.update(gamma)
         compute += time.perf_counter() - start
-        returns = evaluate.policies(lambda i, obs: runs[i].act(obs))
-        if not np.isfinite(returns).all():
-            raise FastBFMError(f"fine-tuning on {task.full_name}: non-finite returns at episode {episode}")
-        for curve, ret in zip(curves, returns):
-            curve.episodes.append(float(episode + 1))
-            curve.returns.append(float(ret))
-    for curve in curves:
-        curve.compute_s = compute / S
-    return curves
+        recorder.step(float(episode + 1), current)
+    return recorder.finish(float(config.episodes), current, compute, env.sim_seconds)

@@ -24,12 +24,13 @@ The budget is the same: k segments of H steps per iteration.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from fastbfm.adapt.curve import AdaptationCurve, CurveRecorder
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.batch import BatchedEnv
@@ -54,6 +55,8 @@ class LoLAConfig:
     reset_free: bool = False
     """Continue from where the previous lookahead ended; reset only at episode boundaries."""
     eval_episodes: int = 10
+    eval_every: float = 0.0
+    """Evaluate after every iteration (0) or every this many episodes of budget."""
     seed: int = 0
 
     def __post_init__(self):
@@ -67,19 +70,6 @@ def model_discount(model: BFM, default: float = 0.99) -> float:
     return float(getattr(model, "meta", {}).get("train", {}).get("discount", default))
 
 
-@dataclass
-class AdaptationCurve:
-    """Evaluation returns of the adapted latent against the budget spent."""
-
-    episodes: list[float] = field(default_factory=list)
-    """Environment steps spent on adaptation, in episodes."""
-    returns: list[float] = field(default_factory=list)
-    """Mean evaluation return of the latent after that budget; index 0 is the zero-shot latent."""
-    compute_s: float = 0.0
-    """Wall-clock of adaptation, simulation included, evaluation excluded."""
-    z: torch.Tensor | None = None
-
-
 def leave_one_out_gradient(scores: np.ndarray, eps: torch.Tensor, sigma: float) -> torch.Tensor:
     """LoLA's ascent direction on mu, ``mean_i (R_i - mean_{j!=i} R_j) eps_i / sigma``: scores (..., k) of
     the latents mu + sigma eps_i, eps (..., k, d) -> (..., d). The baseline of each candidate leaves it out,
@@ -87,6 +77,21 @@ def leave_one_out_gradient(scores: np.ndarray, eps: torch.Tensor, sigma: float) 
     k = scores.shape[-1]
     advantages = torch.from_numpy(scores - (scores.sum(-1, keepdims=True) - scores) / (k - 1)).float()
     return (advantages.unsqueeze(-1) * eps).mean(-2) / sigma
+
+
+def lookahead_scores(
+    model: BFM, env: BatchedEnv, starts: np.ndarray, z: torch.Tensor, w: torch.Tensor, horizon: int, gamma: float, pessimism: float
+) -> np.ndarray:
+    """LoLA's score of each latent z_i from ``starts[i]``: ``horizon`` simulated steps of pi(., z_i), then the
+    frozen critic as bootstrap, sum_{t<H} gamma^t r_t + gamma^H psi(s_H, pi(s_H, z_i), z_i)^T w_i. The
+    simulations are left at s_H (the reset-free form continues from there)."""
+    obs = env.set_state(starts)
+    scores, discounts = np.zeros(env.num_envs), gamma ** np.arange(horizon)
+    for t in range(horizon):
+        obs, reward = env.step(model.act(torch.from_numpy(obs), z, mean=True).numpy())
+        scores += discounts[t] * reward
+    last = torch.from_numpy(obs)
+    return scores + gamma**horizon * model.q_value(last, model.act(last, z, mean=True), z, w, pessimism).numpy()
 
 
 def lola(model: BFM, task: Task, prompt: TaskPrompt, config: LoLAConfig = LoLAConfig(), progress: bool = False) -> AdaptationCurve:
@@ -115,12 +120,9 @@ def lola_seeds(
         mu = torch.nn.Parameter(prompt.z.expand(S, -1).clone())
         optimizer = torch.optim.Adam([mu], lr=config.lr)
     gamma = model_discount(model) if config.discount is None else config.discount
-    discounts = gamma ** np.arange(H)
     chain, chain_t = None, 0  # reset-free: each seed's ongoing state and its time in the episode
 
-    curves = [AdaptationCurve(episodes=[0.0]) for _ in seeds]
-    for curve, ret in zip(curves, evaluate(mu.detach())):
-        curve.returns.append(float(ret))
+    recorder = CurveRecorder(S, config.eval_every, evaluate(mu.detach()))
     compute, spent, it = 0.0, 0, 0
     name = "lola-reset-free" if config.reset_free else "lola"
     bar = tqdm(total=budget // (k * H), desc=f"{name} {task.full_name}", disable=not progress)
@@ -133,16 +135,10 @@ def lola_seeds(
         z = model.project(mu.detach().unsqueeze(1) + config.sigma * eps).reshape(S * k, -1)
         if chain_t == 0:  # always, unless reset-free mid-episode
             chain = np.concatenate([domain.sample_initial_state(rng, 1) for rng in rngs])
-        obs = env.set_state(np.repeat(chain, k, axis=0))
-        scores = np.zeros(S * k)
-        for t in range(segment):
-            obs, reward = env.step(model.act(torch.from_numpy(obs), z, mean=True).numpy())
-            scores += discounts[t] * reward
+        scores = lookahead_scores(model, env, np.repeat(chain, k, axis=0), z, w, segment, gamma, config.pessimism)
         if config.reset_free:
             chain, chain_t = env.get_state()[::k].copy(), (chain_t + segment) % T
         spent += k * segment
-        last = torch.from_numpy(obs)
-        scores += gamma**segment * model.q_value(last, model.act(last, z, mean=True), z, w, config.pessimism).numpy()
         if not np.isfinite(scores).all():
             raise FastBFMError(f"LoLA on {task.full_name}: non-finite scores at iteration {it}")
         scores = scores.reshape(S, k)
@@ -152,13 +148,11 @@ def lola_seeds(
             optimizer.step()
             mu.data = model.project(mu.data)
         compute += time.perf_counter() - start
-        for curve, ret in zip(curves, evaluate(mu.detach())):
-            curve.episodes.append(spent / T)
-            curve.returns.append(float(ret))
+        recorder.step(spent / T, lambda: evaluate(mu.detach()))
         it += 1
         bar.update()
     bar.close()
+    curves = recorder.finish(spent / T, lambda: evaluate(mu.detach()), compute, env.sim_seconds)
     for curve, z_final in zip(curves, mu.detach()):
         curve.z = z_final.clone()
-        curve.compute_s = compute / S
     return curves

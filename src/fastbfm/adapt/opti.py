@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastbfm.adapt.lola import AdaptationCurve
+from fastbfm.adapt.curve import AdaptationCurve, CurveRecorder
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.batch import BatchedEnv
@@ -47,6 +47,8 @@ class OptiConfig:
     candidates: int = 16
     beta: float = 1.0
     eval_episodes: int = 10
+    eval_every: float = 0.0
+    """Evaluate after every step of the method (0) or every this many episodes of budget."""
     seed: int = 0
 
     def __post_init__(self):
@@ -105,7 +107,10 @@ def opti_seeds(model: BFM, task: Task, prompt: TaskPrompt | None, config: OptiCo
 
     means = np.stack([p.mean if config.warm_start else p.sample(1, rng)[0] for p, rng in zip(posteriors, rngs)])
 
-    curves = [AdaptationCurve(episodes=[0.0], returns=[float(r)]) for r in evaluate(latent(means))]
+    def current_returns() -> np.ndarray:
+        return evaluate(latent(np.stack([p.mean for p in posteriors])))
+
+    recorder = CurveRecorder(S, config.eval_every, evaluate(latent(means)))
     compute = 0.0
     for episode in tqdm(range(config.episodes), desc=f"opti-{config.rule} {task.full_name}", disable=not progress):
         start = time.perf_counter()
@@ -123,12 +128,10 @@ def opti_seeds(model: BFM, task: Task, prompt: TaskPrompt | None, config: OptiCo
         for i, p in enumerate(posteriors):
             p.update(features[:, i], rewards[:, i])
         compute += time.perf_counter() - start
-        for curve, ret in zip(curves, evaluate(latent(np.stack([p.mean for p in posteriors])))):
-            curve.episodes.append(float(episode + 1))
-            curve.returns.append(float(ret))
+        recorder.step(float(episode + 1), current_returns)
+    curves = recorder.finish(float(config.episodes), current_returns, compute, env.sim_seconds)
     for curve, p in zip(curves, posteriors):
         curve.z = latent(p.mean).clone()
-        curve.compute_s = compute / S
     return curves
 
 

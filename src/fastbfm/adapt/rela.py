@@ -50,7 +50,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastbfm.adapt.lola import AdaptationCurve, model_discount
+from fastbfm.adapt.curve import AdaptationCurve, CurveRecorder
+from fastbfm.adapt.lola import model_discount
 from fastbfm.adapt.online import ReplayBuffer, collect_episode, smoothed
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.nn import mlp, polyak
@@ -93,6 +94,8 @@ class ReLAConfig:
     """Default: the model's training discount, else 0.99."""
     pessimism: float = 0.5
     eval_episodes: int = 10
+    eval_every: float = 0.0
+    """Evaluate after every step of the method (0) or every this many episodes of budget."""
     seed: int = 0
 
     def __post_init__(self):
@@ -238,7 +241,7 @@ def rela_seeds(
             actions.append(a)
         return np.concatenate(actions)
 
-    curves = [AdaptationCurve(episodes=[0.0], returns=[float(r)]) for r in current()]
+    recorder = CurveRecorder(S, config.eval_every, current())
     compute = 0.0
     for episode in tqdm(range(config.episodes), desc=f"rela {task.full_name}", disable=not progress):
         start = time.perf_counter()
@@ -254,10 +257,8 @@ def rela_seeds(
                 if not torch.isfinite(run.z).all():
                     raise FastBFMError(f"ReLA on {task.full_name}: the latent became non-finite at episode {episode}")
         compute += time.perf_counter() - start
-        for curve, ret in zip(curves, current()):
-            curve.episodes.append(float(episode + 1))
-            curve.returns.append(float(ret))
+        recorder.step(float(episode + 1), current)
+    curves = recorder.finish(float(config.episodes), current, compute, env.sim_seconds)
     for curve, run in zip(curves, runs):
         curve.z = run.z.detach().clone() if config.latent == "global" else None
-        curve.compute_s = compute / S
     return curves

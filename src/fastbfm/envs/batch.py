@@ -8,6 +8,7 @@ legacy step does, while acceleration sensors describe the state before the last 
 from __future__ import annotations
 
 import os
+import time
 
 import mujoco
 import mujoco.batch
@@ -53,6 +54,8 @@ class BatchedEnv:
         self.batch = mujoco.batch.Batch(model, nsim=num_envs, nthread=nthread, persistent=True)
         self.fields = BatchFields(self.batch, self.domain.bound_fields)
         self.t = 0
+        self.sim_seconds = 0.0
+        """Wall-clock spent in physics and rewards (set_state and step), so callers can report compute without it."""
 
     @property
     def model(self):
@@ -81,12 +84,15 @@ class BatchedEnv:
         states = np.asarray(states, dtype=np.float64)
         if states.shape != (self.num_envs, self.state_dim):
             raise ValueError(f"states must have shape {(self.num_envs, self.state_dim)}, got {states.shape}")
+        start = time.perf_counter()
         self.batch.reset(stage=mujoco.mjtStage.mjSTAGE_NONE)
         self._write_state(states, self.num_envs)
         self.fields.ctrl[:] = 0
         self.batch.forward()
         self.t = 0
-        return self.observation()
+        obs = self.observation()
+        self.sim_seconds += time.perf_counter() - start
+        return obs
 
     def reset(self, rng: np.random.Generator) -> np.ndarray:
         return self.set_state(self.domain.sample_initial_state(rng, self.num_envs))
@@ -96,12 +102,14 @@ class BatchedEnv:
             raise RuntimeError("a kinematics-only batch relabels states; it cannot simulate")
         if not np.isfinite(actions).all():  # MuJoCo would only log a warning and zero them
             raise FastBFMError("non-finite actions (NaN or inf) sent to the simulation: the policy or its latent diverged")
+        start = time.perf_counter()
         self.fields.ctrl[:] = actions
         self.batch.step(nstep=self.domain.n_sub_steps, stage=mujoco.mjtStage.mjSTAGE_VEL)
         self.t += 1
-        if self.task is None:
-            return self.observation(), np.zeros(self.num_envs)
-        return self.observation(), self.rewards(self.task)
+        obs = self.observation()
+        rewards = np.zeros(self.num_envs) if self.task is None else self.rewards(self.task)
+        self.sim_seconds += time.perf_counter() - start
+        return obs, rewards
 
     def rewards(self, task: Task, n: int | None = None) -> np.ndarray:
         """Rewards of ``task`` at the current data of the first ``n`` simulations."""

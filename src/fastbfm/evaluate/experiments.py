@@ -7,7 +7,8 @@ from dataclasses import asdict
 import numpy as np
 
 from fastbfm.adapt.finetune import FinetuneConfig, finetune_seeds
-from fastbfm.adapt.lola import AdaptationCurve, LoLAConfig, lola_seeds
+from fastbfm.adapt.curve import AdaptationCurve
+from fastbfm.adapt.lola import LoLAConfig, lola_seeds
 from fastbfm.adapt.opti import OptiConfig, opti_seeds
 from fastbfm.adapt.rela import ReLAConfig, rela_seeds
 from fastbfm.adapt.search import SearchConfig, search_seeds
@@ -24,6 +25,7 @@ METHOD_LABELS = {
     "rela": "ReLA",
     "finetune": "Fine-tuning",
     "cmaes": "CMA-ES",
+    "cmaes-lookahead": "CMA-ES + lookahead",
     "cem": "CEM",
     "opti-thompson": "OpTI-TS",
     "opti-ucb": "OpTI-UCB",
@@ -33,7 +35,7 @@ AdaptConfig = LoLAConfig | SearchConfig | OptiConfig | ReLAConfig | FinetuneConf
 
 def method_name(config: AdaptConfig) -> str:
     if isinstance(config, SearchConfig):
-        return config.method
+        return config.method if config.horizon is None else f"{config.method}-lookahead"
     if isinstance(config, OptiConfig):
         return f"opti-{config.rule}"
     if isinstance(config, ReLAConfig):
@@ -137,5 +139,6 @@ def adapt(
         "z_zero_shot": prompt.z.tolist() if prompt is not None else None,
         "z": [c.z.tolist() if c.z is not None else None for c in curves],
         "compute_s_per_episode": float(np.mean([c.compute_s for c in curves]) / max(config.episodes, 1)),
+        "sim_s_per_episode": float(np.mean([c.sim_s for c in curves]) / max(config.episodes, 1)),
         "config": {k: v for k, v in asdict(config).items() if k != "seed"},
     }

@@ -9,8 +9,12 @@ Cells run on a local process pool, or as Ray tasks on a cluster given its addres
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,8 +25,9 @@ from fastbfm.bfm.checkpoint import write_json
 from fastbfm.errors import FastBFMError
 from fastbfm.report.run import write_csv
 
-GRID_METHODS = ("zero-shot", "lola", "lola-reset-free", "rela", "finetune", "cmaes", "cem", "opti-thompson", "opti-ucb")
-TIDY_COLUMNS = ("model", "task", "method", "seed", "episodes", "return", "compute_s_per_episode")
+GRID_METHODS = ("zero-shot", "lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "opti-thompson", "opti-ucb", "oracle")
+"""``oracle`` is the headroom yardstick (``fastbfm headroom``): the best of 256 latents on the seed's evaluation episodes."""
+TIDY_COLUMNS = ("model", "task", "method", "seed", "budget_episodes", "episodes", "return", "compute_s_per_episode", "sim_s_per_episode")
 
 
 @dataclass(frozen=True)
@@ -38,23 +43,25 @@ class GridCell:
         return f"{safe(self.model)}__{safe(self.task)}__{self.method}__seed{self.seed}.json"
 
 
-def method_config(method: str, episodes: int, eval_episodes: int):
-    """The default config of an adaptation method with the grid's budget."""
+def method_config(method: str, episodes: int, eval_episodes: int, eval_every: float = 0.0):
+    """The default config of an adaptation method with the grid's budget and evaluation schedule."""
     from fastbfm.adapt.finetune import FinetuneConfig
     from fastbfm.adapt.lola import LoLAConfig
     from fastbfm.adapt.opti import OptiConfig
     from fastbfm.adapt.rela import ReLAConfig
     from fastbfm.adapt.search import SearchConfig
 
+    budget = dict(episodes=episodes, eval_episodes=eval_episodes, eval_every=eval_every)
     builders = {
-        "lola": lambda: LoLAConfig(episodes=episodes, eval_episodes=eval_episodes),
-        "lola-reset-free": lambda: LoLAConfig(episodes=episodes, eval_episodes=eval_episodes, reset_free=True),
-        "rela": lambda: ReLAConfig(episodes=episodes, eval_episodes=eval_episodes),
-        "finetune": lambda: FinetuneConfig(episodes=episodes, eval_episodes=eval_episodes),
-        "cmaes": lambda: SearchConfig(method="cmaes", episodes=episodes, eval_episodes=eval_episodes),
-        "cem": lambda: SearchConfig(method="cem", episodes=episodes, eval_episodes=eval_episodes),
-        "opti-thompson": lambda: OptiConfig(rule="thompson", episodes=episodes, eval_episodes=eval_episodes),
-        "opti-ucb": lambda: OptiConfig(rule="ucb", episodes=episodes, eval_episodes=eval_episodes),
+        "lola": lambda: LoLAConfig(**budget),
+        "lola-reset-free": lambda: LoLAConfig(**budget, reset_free=True),
+        "rela": lambda: ReLAConfig(**budget),
+        "finetune": lambda: FinetuneConfig(**budget),
+        "cmaes": lambda: SearchConfig(method="cmaes", **budget),
+        "cmaes-lookahead": lambda: SearchConfig(method="cmaes", horizon=LoLAConfig.horizon, **budget),
+        "cem": lambda: SearchConfig(method="cem", **budget),
+        "opti-thompson": lambda: OptiConfig(rule="thompson", **budget),
+        "opti-ucb": lambda: OptiConfig(rule="ucb", **budget),
     }
     if method not in builders:
         raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(GRID_METHODS)}")
@@ -86,13 +93,12 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
     return cells
 
 
-def run_cell(cell: GridCell, episodes: int, eval_episodes: int) -> dict:
+def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: float = 0.0) -> dict:
     """Run one cell in this process; returns what its JSON file holds (the caller writes it, so Ray
     workers need no shared filesystem)."""
     import torch
 
     from fastbfm.bfm.checkpoint import load_model
-    from fastbfm.data import ensure_dataset
     from fastbfm.envs import get_task
     from fastbfm.evaluate.experiments import adapt, zero_shot
     from fastbfm.zoo import resolve_model
@@ -100,14 +106,33 @@ def run_cell(cell: GridCell, episodes: int, eval_episodes: int) -> dict:
     torch.set_num_threads(1)
     model = load_model(resolve_model(cell.model))
     task = get_task(cell.task)
-    dataset = ensure_dataset(task.domain, progress=False)
+    dataset = _domain_dataset(task.domain)
     if cell.method == "zero-shot":
         row = zero_shot(model, [task], dataset, episodes=eval_episodes, seed=cell.seed)[0]
-        result = {"task": cell.task, "method": "zero-shot", "seeds": [cell.seed], "zero_shot": row["zero_shot"], "final": row["zero_shot"],
-                  "episodes": [0.0], "curves": [[row["zero_shot"]]], "compute_s_per_episode": 0.0}
+        result = _point_result(cell, row["zero_shot"], row["zero_shot"])
+    elif cell.method == "oracle":
+        from fastbfm.adapt.oracle import OracleConfig, headroom
+        from fastbfm.adapt.zero_shot import infer_task
+
+        found = headroom(model, task, infer_task(model, task, dataset), OracleConfig(eval_episodes=eval_episodes, seed=cell.seed))
+        result = _point_result(cell, found.zero_shot, found.best)
     else:
-        result = adapt(model, task, dataset, method_config(cell.method, episodes, eval_episodes), [cell.seed])
+        result = adapt(model, task, dataset, method_config(cell.method, episodes, eval_episodes, eval_every), [cell.seed])
     return {"format_version": 1, "cell": asdict(cell), "budget_episodes": episodes, "result": result}
+
+
+@functools.lru_cache(maxsize=1)
+def _domain_dataset(domain: str):
+    """A worker keeps the last domain's dataset: cells come grouped by model, and loading one takes a minute."""
+    from fastbfm.data import ensure_dataset
+
+    return ensure_dataset(domain, progress=False)
+
+
+def _point_result(cell: GridCell, zero_shot: float, value: float) -> dict:
+    """A method without a budget axis (zero-shot, the oracle): one point at 0 episodes."""
+    return {"task": cell.task, "method": cell.method, "seeds": [cell.seed], "zero_shot": zero_shot, "final": value,
+            "episodes": [0.0], "curves": [[value]], "compute_s_per_episode": 0.0, "sim_s_per_episode": 0.0}
 
 
 def _tidy_rows(cells: list[dict]) -> list[dict]:
@@ -116,7 +141,8 @@ def _tidy_rows(cells: list[dict]) -> list[dict]:
         r = c["result"]
         for episodes, value in zip(r["episodes"], r["curves"][0]):
             rows.append({"model": c["cell"]["model"], "task": r["task"], "method": r["method"], "seed": c["cell"]["seed"],
-                         "episodes": episodes, "return": value, "compute_s_per_episode": r.get("compute_s_per_episode")})
+                         "budget_episodes": c["budget_episodes"], "episodes": episodes, "return": value, "compute_s_per_episode": r.get("compute_s_per_episode"),
+                         "sim_s_per_episode": r.get("sim_s_per_episode")})
     return rows
 
 
@@ -140,6 +166,7 @@ def _merge_seeds(cells: list[dict]) -> list[dict]:
             "lowest": min(mean_curve), "episodes": results[0]["episodes"], "curves": curves,
             "z": [(r.get("z") or [None])[0] for r in results],
             "compute_s_per_episode": sum(r.get("compute_s_per_episode") or 0 for r in results) / len(results),
+            "sim_s_per_episode": sum(r.get("sim_s_per_episode") or 0 for r in results) / len(results),
         })
     return merged
 
@@ -152,6 +179,7 @@ def run_grid(
     seeds: list[int],
     episodes: int = 20,
     eval_episodes: int = 10,
+    eval_every: float = 0.0,
     workers: int = 2,
     ray_address: str | None = None,
     progress: bool = True,
@@ -160,15 +188,16 @@ def run_grid(
     if out.exists() and not out.is_dir():
         raise FastBFMError(f"--out {out} is a file, not a folder")
     cells = grid_cells(models, tasks, methods, seeds)
+    _check_budget(out, {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every})
     (out / "cells").mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells if not (out / "cells" / c.file_name).is_file()]
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="grid", unit="cell", disable=not progress)
     if todo and ray_address:
-        _run_on_ray(todo, episodes, eval_episodes, out, ray_address, bar)
+        _run_on_ray(todo, (episodes, eval_episodes, eval_every), out, ray_address, bar)
     elif todo:
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MuJoCo state
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(run_cell, c, episodes, eval_episodes): c for c in todo}
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
+            futures = {pool.submit(run_cell, c, episodes, eval_episodes, eval_every): c for c in todo}
             for future in as_completed(futures):
                 write_json(out / "cells" / futures[future].file_name, future.result())
                 bar.update(1)
@@ -181,14 +210,38 @@ def run_grid(
     return {"out": str(out), "cells": len(cells), "ran": len(todo), "results": results}
 
 
-def _run_on_ray(todo: list[GridCell], episodes: int, eval_episodes: int, out: Path, address: str, bar) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """Pool initializer: when the grid is killed (even by SIGKILL) its workers exit too. Left alone they
+    would wait forever on their task queue, each holding a model and a dataset in memory."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _check_budget(out: Path, budget: dict) -> None:
+    """A grid folder holds cells of one budget: resuming with another would mix incomparable curves."""
+    path = out / "grid.json"
+    if path.is_file():
+        kept = json.loads(path.read_text())
+        if kept != budget:
+            raise FastBFMError(f"{out} holds a grid with budget {kept}; this run asks for {budget}: use another --out")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(path, budget)
+
+
+def _run_on_ray(todo: list[GridCell], budget: tuple, out: Path, address: str, bar) -> None:
     try:
         import ray
     except ImportError:
         raise FastBFMError("--ray-address needs Ray: pip install 'fastbfm[ray]'") from None
     ray.init(address=address, ignore_reinit_error=True)
     remote = ray.remote(num_cpus=1)(run_cell)
-    pending = {remote.remote(c, episodes, eval_episodes): c for c in todo}
+    pending = {remote.remote(c, *budget): c for c in todo}
     while pending:
         finished, _ = ray.wait(list(pending), num_returns=1)
         for ref in finished:

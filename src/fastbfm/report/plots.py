@@ -36,6 +36,11 @@ def plot_adaptation_curves(
     axes.flat[0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Tight layout, PNG at ``path`` (its folder created), figure closed."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -61,8 +61,9 @@ def zoo_table() -> str:
         lines.append("")
         for n in names:
             rows = models[n].values()
-            twice = sum(r["zero_shot"] >= 2 * r["random"] and r["zero_shot"] > 0 for r in rows)
-            lines.append(f"- `{n}`: zero-shot at least twice the random policy's return on {twice} of {len(rows)} tasks.")
+            # a return under 1 (less than one rewarded step) counts as no success, however small the random one
+            twice = sum(r["zero_shot"] >= 2 * r["random"] and r["zero_shot"] >= 1 for r in rows)
+            lines.append(f"- `{n}`: zero-shot at least twice the random policy's return (and at least 1) on {twice} of {len(rows)} tasks.")
         lines.append("")
     if SOURCES:
         lines += ["Sources of the published columns:", ""] + [f"- {c}: {src}" for c, src in SOURCES.items()] + [""]

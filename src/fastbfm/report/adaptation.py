@@ -1,0 +1,256 @@
+"""The adaptation report of a set of grids: per method, improvement over zero-shot at fixed budgets, the
+worst dip, the share of the oracle's headroom captured, and the compute per episode.
+
+    fastbfm summarize GRID_DIR [GRID_DIR ...] --out docs/adaptation_zoo.md
+
+reads each grid's tidy ``results.csv`` (``fastbfm grid``) and writes the markdown report and a PNG of
+the curves beside it. Definitions (also printed in the report):
+
+- zero-shot ZS of a (model, task, seed): the ``oracle`` cell's zero-shot return, else the first point of
+  a curve that starts from the zero-shot latent; all on that seed's fixed evaluation episodes;
+- value of a method at budget b: its curve at the last evaluation with at most b episodes spent;
+- per (model, task), seeds are averaged first. The relative change (V - ZS) / ZS is averaged over the
+  tasks with ZS >= ``min_zero_shot`` (a relative change of a near-zero return means nothing); headroom
+  captured (V - ZS) / (O - ZS), O the oracle, over the tasks where O - ZS >= ``min_headroom``;
+- worst dip: the lowest point of the seed-mean curve below ZS, relative to ZS, over the same tasks;
+- compute per adaptation episode: wall-clock of the method (evaluation excluded), with and without the
+  simulation it ran.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fastbfm.errors import FastBFMError
+
+BUDGETS = (10, 20, 50)
+ORDER = ("lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "opti-ucb", "opti-thompson")
+STARTS_AT_ZERO_SHOT = ("lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_zero_shot: float = 10.0
+    """Tasks whose zero-shot return is lower are left out of relative changes and dips."""
+    min_headroom: float = 10.0
+    """Tasks where the oracle beats zero-shot by less are left out of the headroom share."""
+
+
+def load_rows(grids: list[Path]) -> list[dict]:
+    rows = []
+    for grid in grids:
+        path = Path(grid) / "results.csv"
+        if not path.is_file():
+            raise FastBFMError(f"{grid} has no results.csv: run (or finish) `fastbfm grid --out {grid}` first")
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                rows.append({**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "return": float(row["return"]),
+                             "compute_s_per_episode": float(row["compute_s_per_episode"] or 0),
+                             "sim_s_per_episode": float(row.get("sim_s_per_episode") or 0),
+                             "budget_episodes": float(row["budget_episodes"]) if row.get("budget_episodes") else None})
+    if not rows:
+        raise FastBFMError("the grids hold no results")
+    return rows
+
+
+def _curves(rows: list[dict]) -> dict[tuple, dict]:
+    """(model, task, method, seed) -> {"episodes", "returns", "compute", "sim"}."""
+    curves: dict[tuple, dict] = {}
+    for r in sorted(rows, key=lambda r: r["episodes"]):
+        c = curves.setdefault((r["model"], r["task"], r["method"], r["seed"]), {"episodes": [], "returns": []})
+        c["episodes"].append(r["episodes"])
+        c["returns"].append(r["return"])
+        c["compute"], c["sim"] = r["compute_s_per_episode"], r["sim_s_per_episode"]
+        # grids written before the budget column: the curve's own end stands for it
+        c["budget"] = r["budget_episodes"] if r["budget_episodes"] is not None else r["episodes"]
+    return curves
+
+
+def _at(curve: dict, budget: float) -> float | None:
+    """The curve's value after at most ``budget`` episodes; None beyond the budget its grid ran."""
+    if curve["budget"] < budget - 1e-9:
+        return None
+    kept = [r for e, r in zip(curve["episodes"], curve["returns"]) if e <= budget + 1e-9]
+    return kept[-1]
+
+
+def summarize(rows: list[dict], thresholds: Thresholds = Thresholds()) -> dict:
+    curves = _curves(rows)
+    zero_shot: dict[tuple, float] = {}
+    oracle: dict[tuple, float] = {}
+    for (model, task, method, seed), c in curves.items():
+        if method == "oracle":
+            oracle[(model, task, seed)] = c["returns"][0]
+    # one reference per (model, task, seed), from the first method in this order that has it: all of them
+    # evaluate z_r itself on the seed's episodes, so they agree but for floating-point rounding
+    for preferred in ("zero-shot", *STARTS_AT_ZERO_SHOT):
+        for (model, task, method, seed), c in curves.items():
+            if method == preferred:
+                zero_shot.setdefault((model, task, seed), c["returns"][0])
+
+    methods = [m for m in ORDER if any(k[2] == m for k in curves)]
+    pairs = sorted({(k[0], k[1]) for k in curves if k[2] in methods})
+    per_task = []
+    for model, task in pairs:
+        for method in methods:
+            seeds = sorted(k[3] for k in curves if k[:3] == (model, task, method) and (model, task, k[3]) in zero_shot)
+            if not seeds:
+                continue
+            zs = float(np.mean([zero_shot[(model, task, s)] for s in seeds]))
+            has_oracle = all((model, task, s) in oracle for s in seeds)
+            best = float(np.mean([oracle[(model, task, s)] for s in seeds])) if has_oracle else None
+            values = {}
+            for b in BUDGETS:
+                vs = [_at(curves[(model, task, method, s)], b) for s in seeds]
+                values[b] = None if any(v is None for v in vs) else float(np.mean(vs))
+            grid = sorted({e for s in seeds for e in curves[(model, task, method, s)]["episodes"]})
+            mean_curve = [float(np.mean([_at(curves[(model, task, method, s)], e) for s in seeds])) for e in grid]
+            per_task.append({
+                "model": model, "task": task, "method": method, "seeds": len(seeds), "zero_shot": zs, "oracle": best,
+                "values": values, "episodes": grid, "mean_curve": mean_curve, "lowest": min(mean_curve),
+                "compute_s": float(np.mean([curves[(model, task, method, s)]["compute"] for s in seeds])),
+                "sim_s": float(np.mean([curves[(model, task, method, s)]["sim"] for s in seeds])),
+            })
+
+    summary = [_method_row(method, [t for t in per_task if t["method"] == method], thresholds) for method in methods]
+    models = sorted({t["model"] for t in per_task})
+    by_model = {m: [_method_row(method, cells, thresholds) for method in methods
+                    if (cells := [t for t in per_task if t["method"] == method and t["model"] == m])] for m in models}
+    return {"per_task": per_task, "summary": summary, "by_model": by_model, "thresholds": thresholds}
+
+
+def _method_row(method: str, cells: list[dict], thresholds: Thresholds) -> dict:
+    """One method's aggregate over its (model, task) cells."""
+    relevant = [t for t in cells if t["zero_shot"] >= thresholds.min_zero_shot]
+    with_room = [t for t in cells if t["oracle"] is not None and t["oracle"] - t["zero_shot"] >= thresholds.min_headroom]
+    row = {"method": method, "tasks": len(cells), "tasks_relative": len(relevant), "tasks_headroom": len(with_room)}
+    for b in BUDGETS:
+        rel = [(t["values"][b] - t["zero_shot"]) / t["zero_shot"] for t in relevant if t["values"][b] is not None]
+        room = [(t["values"][b] - t["zero_shot"]) / (t["oracle"] - t["zero_shot"]) for t in with_room if t["values"][b] is not None]
+        row[f"improvement_{b}"] = float(np.mean(rel)) if rel else None
+        row[f"improved_tasks_{b}"] = sum(r > 0 for r in rel) if rel else None
+        row[f"headroom_{b}"] = float(np.mean(room)) if room else None
+    dips = [min(0.0, (t["lowest"] - t["zero_shot"]) / t["zero_shot"]) for t in relevant]
+    row["worst_dip"] = float(min(dips)) if dips else None
+    row["dipped_tasks"] = sum(d < -0.05 for d in dips)
+    row["compute_s"] = float(np.mean([t["compute_s"] for t in cells]))
+    row["compute_no_sim_s"] = float(np.mean([t["compute_s"] - t["sim_s"] for t in cells]))
+    return row
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:+.1f}%"
+
+
+def _seconds(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def markdown(result: dict, command: str, figure: str | None) -> str:
+    from fastbfm.evaluate.experiments import METHOD_LABELS
+
+    t: Thresholds = result["thresholds"]
+    lines = [
+        "# Fast adaptation on the shipped zoo",
+        "",
+        f"Generated by `{command}` from the grids' `results.csv`; every number below is measured there.",
+        "",
+        "## Summary per method",
+        "",
+        "| method | tasks | change vs zero-shot @10 / @20 / @50 | tasks improved @20 | headroom captured @10 / @20 / @50 "
+        "| worst dip | tasks dipping >5% | s / episode | s / episode without simulation |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["summary"]:
+        improved = "—" if r["improved_tasks_20"] is None else f"{r['improved_tasks_20']}/{r['tasks_relative']}"
+        lines.append(
+            f"| {METHOD_LABELS.get(r['method'], r['method'])} | {r['tasks']} "
+            f"| {' / '.join(_pct(r[f'improvement_{b}']) for b in BUDGETS)} | {improved} "
+            f"| {' / '.join(_pct(r[f'headroom_{b}']) for b in BUDGETS)} ({r['tasks_headroom']} tasks) "
+            f"| {_pct(r['worst_dip'])} | {r['dipped_tasks']}/{r['tasks_relative']} "
+            f"| {_seconds(r['compute_s'])} | {_seconds(r['compute_no_sim_s'])} |"
+        )
+    lines += [
+        "",
+        "Definitions:",
+        "",
+        "- zero-shot: the return of the zero-shot latent z_r on each seed's fixed evaluation episodes;"
+        " every point of every curve is evaluated on the same episodes (paired comparisons);",
+        "- value at a budget: the curve at the last evaluation with at most that many adaptation episodes spent;"
+        " seeds are averaged per task, then tasks are averaged;",
+        f"- change vs zero-shot: (value - zero-shot) / zero-shot, over the tasks with zero-shot >= {t.min_zero_shot:g};",
+        f"- headroom captured: (value - zero-shot) / (oracle - zero-shot), over the tasks where the oracle (best of 256"
+        f" latents, `fastbfm headroom`) beats zero-shot by >= {t.min_headroom:g};",
+        "- worst dip: the lowest point of a task's seed-mean curve relative to zero-shot, worst task;",
+        "- OpTI rows run label-free: they start from a prior draw, not from z_r, and are measured against z_r's"
+        " zero-shot all the same (what they must beat without labels);",
+        "- the oracle is the best of 256 latents, so a method can beat it (a share above 100%): a yardstick, not a bound;",
+        "- s / episode: wall-clock of the method per adaptation episode on one CPU thread, evaluation excluded,"
+        " with and without the simulation it ran. `—`: the grid ran a smaller budget.",
+    ]
+    if figure:
+        lines += ["", f"![headroom captured against the budget]({figure})"]
+    lines += ["", "## Per model: change vs zero-shot / headroom captured, after 20 episodes", "",
+              "| method | " + " | ".join(result["by_model"]) + " |", "|---|" + "---|" * len(result["by_model"])]
+    for method in (r["method"] for r in result["summary"]):
+        cells = []
+        for rows in result["by_model"].values():
+            row = next((r for r in rows if r["method"] == method), None)
+            cells.append("" if row is None else f"{_pct(row['improvement_20'])} / {_pct(row['headroom_20'])}")
+        lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+    lines += ["", "## Per task", "", "| model | task | zero-shot | oracle | method | seeds | @10 | @20 | @50 | lowest |", "|---|---|---|---|---|---|---|---|---|---|"]
+    fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
+    for r in result["per_task"]:
+        lines.append(
+            f"| {r['model']} | {r['task'].split(':')[-1]} | {r['zero_shot']:.1f} | {fmt(r['oracle'])} "
+            f"| {METHOD_LABELS.get(r['method'], r['method'])} | {r['seeds']} "
+            f"| {' | '.join(fmt(r['values'][b]) for b in BUDGETS)} | {r['lowest']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_headroom(result: dict, path: Path) -> Path:
+    """Mean share of the oracle's headroom captured against the budget, one line per method."""
+    from fastbfm.evaluate.experiments import METHOD_LABELS
+    from fastbfm.report.plots import plt, save_figure  # plots selects the headless backend first
+
+    t: Thresholds = result["thresholds"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, method in enumerate(r["method"] for r in result["summary"]):
+        cells = [c for c in result["per_task"] if c["method"] == method and c["oracle"] is not None
+                 and c["oracle"] - c["zero_shot"] >= t.min_headroom]
+        if not cells:
+            continue
+        full_budget = all(c["values"][max(BUDGETS)] is not None for c in cells)
+        xs = sorted({e for c in cells for e in c["episodes"]})
+        shares = []
+        for x in xs:
+            vals = [(np.interp(x, c["episodes"], c["mean_curve"]) - c["zero_shot"]) / (c["oracle"] - c["zero_shot"])
+                    for c in cells if c["episodes"][-1] >= x]
+            shares.append(np.mean(vals))
+        ax.plot(xs, shares, marker="o", markersize=3, label=f"{METHOD_LABELS.get(method, method)} ({len(cells)} tasks)",
+                color=f"C{i}", linestyle="-" if full_budget else "--")
+    ax.axhline(0, color="gray", linewidth=0.8)
+    ax.axhline(1, color="gray", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("adaptation episodes")
+    ax.set_ylabel("share of the oracle's headroom captured")
+    ax.legend(fontsize=8, loc="best")
+    return save_figure(fig, path)
+
+
+def write_report(grids: list[Path], out: Path, command: str, thresholds: Thresholds = Thresholds()) -> dict:
+    """Markdown at ``out`` and ``<out stem>.png`` beside it."""
+    from fastbfm.bfm.checkpoint import atomic_write
+
+    result = summarize(load_rows(grids), thresholds)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure = plot_headroom(result, out.with_suffix(".png"))
+    text = markdown(result, command, figure.name)
+    atomic_write(out, lambda tmp: Path(tmp).write_text(text))
+    return result
