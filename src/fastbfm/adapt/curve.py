@@ -29,7 +29,8 @@ class CurveRecorder:
     a positive value only when the budget spent reaches the next multiple of it (and at the end), which
     spares most of the evaluation episodes on long budgets."""
 
-    def __init__(self, num_seeds: int, eval_every: float, initial: np.ndarray):
+    def __init__(self, eval_every: float, initial: np.ndarray):
+        """``initial``: each seed's evaluation return before any adaptation."""
         self.curves = [AdaptationCurve(episodes=[0.0], returns=[float(r)]) for r in initial]
         self.eval_every = eval_every
         self._next = eval_every

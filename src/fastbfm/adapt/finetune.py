@@ -169,7 +169,7 @@ def finetune_seeds(
             raise FastBFMError(f"fine-tuning on {task.full_name}: non-finite evaluation returns")
         return returns
 
-    recorder = CurveRecorder(S, config.eval_every, current())
+    recorder = CurveRecorder(config.eval_every, current())
     compute = 0.0
     for episode in tqdm(range(config.episodes), desc=f"finetune {task.full_name}", disable=not progress):
         start = time.perf_counter()

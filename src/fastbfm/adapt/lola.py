@@ -122,7 +122,7 @@ def lola_seeds(
     gamma = model_discount(model) if config.discount is None else config.discount
     chain, chain_t = None, 0  # reset-free: each seed's ongoing state and its time in the episode
 
-    recorder = CurveRecorder(S, config.eval_every, evaluate(mu.detach()))
+    recorder = CurveRecorder(config.eval_every, evaluate(mu.detach()))
     compute, spent, it = 0.0, 0, 0
     name = "lola-reset-free" if config.reset_free else "lola"
     bar = tqdm(total=budget // (k * H), desc=f"{name} {task.full_name}", disable=not progress)

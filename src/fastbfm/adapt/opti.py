@@ -110,7 +110,7 @@ def opti_seeds(model: BFM, task: Task, prompt: TaskPrompt | None, config: OptiCo
     def current_returns() -> np.ndarray:
         return evaluate(latent(np.stack([p.mean for p in posteriors])))
 
-    recorder = CurveRecorder(S, config.eval_every, evaluate(latent(means)))
+    recorder = CurveRecorder(config.eval_every, evaluate(latent(means)))
     compute = 0.0
     for episode in tqdm(range(config.episodes), desc=f"opti-{config.rule} {task.full_name}", disable=not progress):
         start = time.perf_counter()

@@ -241,7 +241,7 @@ def rela_seeds(
             actions.append(a)
         return np.concatenate(actions)
 
-    recorder = CurveRecorder(S, config.eval_every, current())
+    recorder = CurveRecorder(config.eval_every, current())
     compute = 0.0
     for episode in tqdm(range(config.episodes), desc=f"rela {task.full_name}", disable=not progress):
         start = time.perf_counter()

@@ -110,7 +110,7 @@ def search_seeds(
         return evaluate(current())
 
     # the start is z_r itself: re-projecting it moves a few bits, which changes returns on chaotic bodies
-    recorder = CurveRecorder(S, config.eval_every, evaluate(prompt.z.expand(S, -1)))
+    recorder = CurveRecorder(config.eval_every, evaluate(prompt.z.expand(S, -1)))
     compute = 0.0
     for generation in tqdm(range(generations), desc=f"{config.method} {task.full_name}", disable=not progress):
         start = time.perf_counter()
