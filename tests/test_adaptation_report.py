@@ -76,6 +76,11 @@ def test_report_writes_markdown_and_png_and_names_missing_grids(grids, tmp_path)
     assert (tmp_path / "docs" / "report.png").stat().st_size > 1000 and "](report.png)" in text
     with pytest.raises(FastBFMError, match="no results.csv"):
         load_rows([tmp_path / "nowhere"])
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "results.csv").write_text("model,task,method,seed,episodes,return\nm,t,lola,0,0,1\n")
+    with pytest.raises(FastBFMError, match="predates the budget column"):
+        load_rows([old])
 
 
 def test_committed_report_is_what_summarize_makes_of_the_committed_grids(tmp_path):

@@ -326,13 +326,12 @@ def summarize(
     import shlex
     import sys
 
-    from fastbfm.report.adaptation import Thresholds, write_report
+    from fastbfm.report.adaptation import BUDGETS, Thresholds, pct, write_report
 
     command = "fastbfm summarize " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     result = write_report(grids, out, command, Thresholds(min_zero_shot, min_headroom))
-    rows = [[r["method"], r["tasks"], *(f"{100 * r[f'improvement_{b}']:+.1f}%" if r[f"improvement_{b}"] is not None else "-" for b in (10, 20, 50)),
-             f"{100 * r['headroom_20']:.1f}%" if r["headroom_20"] is not None else "-",
-             f"{100 * r['worst_dip']:+.1f}%" if r["worst_dip"] is not None else "-", f"{r['compute_s']:.3g}"] for r in result["summary"]]
+    rows = [[r["method"], r["tasks"], *(pct(r[f"improvement_{b}"]) for b in BUDGETS), pct(r["headroom_20"]), pct(r["worst_dip"]),
+             f"{r['compute_s']:.3g}"] for r in result["summary"]]
     table = _fmt_table(["method", "tasks", "@10", "@20", "@50", "headroom @20", "worst dip", "s/episode"], rows)
     _emit({"out": str(out), "summary": result["summary"]}, as_json, f"{table}\n\n-> {out}")
 

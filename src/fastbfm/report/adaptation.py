@@ -48,11 +48,14 @@ def load_rows(grids: list[Path]) -> list[dict]:
         if not path.is_file():
             raise FastBFMError(f"{grid} has no results.csv: run (or finish) `fastbfm grid --out {grid}` first")
         with path.open(newline="") as f:
-            for row in csv.DictReader(f):
+            reader = csv.DictReader(f)
+            if "budget_episodes" not in (reader.fieldnames or []):
+                raise FastBFMError(f"{path} predates the budget column: rerun its `fastbfm grid` command to rewrite the tables")
+            for row in reader:
                 rows.append({**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "return": float(row["return"]),
                              "compute_s_per_episode": float(row["compute_s_per_episode"] or 0),
                              "sim_s_per_episode": float(row.get("sim_s_per_episode") or 0),
-                             "budget_episodes": float(row["budget_episodes"]) if row.get("budget_episodes") else None})
+                             "budget_episodes": float(row["budget_episodes"])})
     if not rows:
         raise FastBFMError("the grids hold no results")
     return rows
@@ -65,9 +68,7 @@ def _curves(rows: list[dict]) -> dict[tuple, dict]:
         c = curves.setdefault((r["model"], r["task"], r["method"], r["seed"]), {"episodes": [], "returns": []})
         c["episodes"].append(r["episodes"])
         c["returns"].append(r["return"])
-        c["compute"], c["sim"] = r["compute_s_per_episode"], r["sim_s_per_episode"]
-        # grids written before the budget column: the curve's own end stands for it
-        c["budget"] = r["budget_episodes"] if r["budget_episodes"] is not None else r["episodes"]
+        c["compute"], c["sim"], c["budget"] = r["compute_s_per_episode"], r["sim_s_per_episode"], r["budget_episodes"]
     return curves
 
 
@@ -143,7 +144,7 @@ def _method_row(method: str, cells: list[dict], thresholds: Thresholds) -> dict:
     return row
 
 
-def _pct(x: float | None) -> str:
+def pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:+.1f}%"
 
 
@@ -170,9 +171,9 @@ def markdown(result: dict, command: str, figure: str | None) -> str:
         improved = "—" if r["improved_tasks_20"] is None else f"{r['improved_tasks_20']}/{r['tasks_relative']}"
         lines.append(
             f"| {METHOD_LABELS.get(r['method'], r['method'])} | {r['tasks']} "
-            f"| {' / '.join(_pct(r[f'improvement_{b}']) for b in BUDGETS)} | {improved} "
-            f"| {' / '.join(_pct(r[f'headroom_{b}']) for b in BUDGETS)} ({r['tasks_headroom']} tasks) "
-            f"| {_pct(r['worst_dip'])} | {r['dipped_tasks']}/{r['tasks_relative']} "
+            f"| {' / '.join(pct(r[f'improvement_{b}']) for b in BUDGETS)} | {improved} "
+            f"| {' / '.join(pct(r[f'headroom_{b}']) for b in BUDGETS)} ({r['tasks_headroom']} tasks) "
+            f"| {pct(r['worst_dip'])} | {r['dipped_tasks']}/{r['tasks_relative']} "
             f"| {_seconds(r['compute_s'])} | {_seconds(r['compute_no_sim_s'])} |"
         )
     lines += [
@@ -201,7 +202,7 @@ def markdown(result: dict, command: str, figure: str | None) -> str:
         cells = []
         for rows in result["by_model"].values():
             row = next((r for r in rows if r["method"] == method), None)
-            cells.append("" if row is None else f"{_pct(row['improvement_20'])} / {_pct(row['headroom_20'])}")
+            cells.append("" if row is None else f"{pct(row['improvement_20'])} / {pct(row['headroom_20'])}")
         lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(cells) + " |")
     lines += ["", "## Per task", "", "| model | task | zero-shot | oracle | method | seeds | @10 | @20 | @50 | lowest |", "|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
