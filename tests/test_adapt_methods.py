@@ -101,7 +101,7 @@ def test_reset_free_lola_resets_only_at_episode_boundaries(monkeypatch):
     """Start states are drawn only when the chain of segments begins an episode (every 1000 steps)."""
     import dataclasses
 
-    import fastbfm.adapt.lola as lola_module
+    import fastbfm.adapt.adapter as driver_module
     from fastbfm.envs.registry import get_domain
 
     domain, draws = get_domain("point_mass_maze"), []
@@ -111,7 +111,7 @@ def test_reset_free_lola_resets_only_at_episode_boundaries(monkeypatch):
         return domain.sample_initial_state(rng, n)
 
     counted = dataclasses.replace(domain, sample_initial_state=counting)
-    monkeypatch.setattr(lola_module, "get_domain", lambda name: counted)
+    monkeypatch.setattr(driver_module, "get_domain", lambda name: counted)
     # H = 300 does not divide 1000: segments of 300, 300, 300, 100 steps per episode, 2 candidates each
     config = LoLAConfig(episodes=4, num_candidates=2, horizon=300, reset_free=True, eval_episodes=1)
     curve = lola(GoalToyBFM(), get_task("point_mass_maze:reach_top_left"), _prompt(START), config)

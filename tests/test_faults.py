@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from fastbfm.adapt.lola import LoLAConfig, lola_seeds
-from fastbfm.adapt.opti import OptiConfig, opti_seeds
-from fastbfm.adapt.search import SearchConfig, search_seeds
+from fastbfm.adapt.lola import LoLA, LoLAConfig, lola_seeds
+from fastbfm.adapt.opti import OptiConfig, OptimisticInference, opti_seeds
+from fastbfm.adapt.search import LatentSearch, SearchConfig
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.checkpoint import load_model, save_model
 from fastbfm.bfm.fb import FBModel, FBModelConfig
@@ -222,17 +222,37 @@ def _prompt(model):
 
 
 @pytest.mark.parametrize(
-    "run, message",
+    "make, message",
     [
-        (lambda m: lola_seeds(m, _nan_task(), _prompt(m), LoLAConfig(episodes=1, horizon=100, eval_episodes=1), [0]), "LoLA .*non-finite scores"),
-        (lambda m: search_seeds(m, _nan_task(), _prompt(m), SearchConfig(episodes=2, population=2, eval_episodes=1), [0]), "cmaes .*non-finite returns"),
-        (lambda m: search_seeds(m, _nan_task(), _prompt(m), SearchConfig(method="cem", episodes=2, population=2, eval_episodes=1), [0]), "cem .*non-finite returns"),
-        (lambda m: opti_seeds(m, _nan_task(), None, OptiConfig(episodes=1, eval_episodes=1), [0]), "OpTI .*non-finite rewards"),
+        (lambda m: LoLA(m, _prompt(m), LoLAConfig(horizon=100), 0, 1000), "non-finite scores"),
+        (lambda m: LatentSearch(m, _prompt(m), SearchConfig(population=2), 0, 1000), "non-finite returns"),
+        (lambda m: LatentSearch(m, _prompt(m), SearchConfig(method="cem", population=2), 0, 1000), "non-finite returns"),
+        (lambda m: OptimisticInference(m, None, OptiConfig(), 0, 1000), "non-finite rewards"),
     ],
     ids=["lola", "cmaes", "cem", "opti"],
 )
-def test_non_finite_rewards_stop_adaptation(run, message):
+def test_non_finite_rewards_stop_an_adapter(make, message):
+    """Each method refuses to learn from NaN rewards, with or without the simulation driver."""
+    model = _tiny_model()
+    adapter = make(model)
+    H, n = adapter.next_horizon(), adapter.rollouts
+    obs = np.zeros((H, n, 4), np.float32)
+    adapter.propose(obs[0])
+    adapter.observe(obs, np.zeros((H, n, 2), np.float32), np.full((H, n), np.nan), obs)
     with pytest.raises(FastBFMError, match=message):
+        adapter.update()
+
+
+@pytest.mark.parametrize(
+    "run, label",
+    [
+        (lambda m: lola_seeds(m, _nan_task(), _prompt(m), LoLAConfig(episodes=1, horizon=100, eval_episodes=1), [0]), "LoLA"),
+        (lambda m: opti_seeds(m, _nan_task(), None, OptiConfig(episodes=1, eval_episodes=1), [0]), "OpTI"),
+    ],
+    ids=["lola", "opti"],
+)
+def test_a_non_finite_task_stops_adaptation(run, label):
+    with pytest.raises(FastBFMError, match=f"{label} on point_mass_maze:nan_reward: non-finite evaluation returns"):
         run(_tiny_model())
 
 

@@ -85,6 +85,46 @@ class LatentPolicy:
         return action if batched else action[0]
 
 
+def run_adapter(adapter, env: gym.Env, episodes: int, episode_length: int = 1000, seed: int = 0) -> int:
+    """Adapt with any Gymnasium environment, one rollout at a time: the rounds of a
+    :class:`~fastbfm.adapt.adapter.Adapter` (which :func:`~fastbfm.adapt.adapter.run_adapters` drives in
+    one batch of simulations), for a budget of ``episodes`` episodes of ``episode_length`` steps. Each
+    round resets its rollouts with a new seed, the same one for all of them when they share a start state.
+    Returns the environment steps spent.
+
+    Reset-free rounds (``adapter.resume``) branch several rollouts from one mid-episode state, which needs a
+    simulator with state restore: they are refused here (``run_adapters`` runs them)."""
+    seeds = np.random.default_rng([seed, 13])
+    spent, n = 0, adapter.rollouts
+    while True:
+        H = adapter.next_horizon()
+        if spent + n * H > episodes * episode_length:
+            return spent
+        if adapter.resume:
+            raise ValueError("reset-free rounds branch rollouts from one mid-episode state: run them with fastbfm.adapt.adapter.run_adapters")
+        round_seed = int(seeds.integers(2**31))
+        rollout_seeds = [round_seed if adapter.shared_start else round_seed + i for i in range(n)]
+        first = np.stack([env.reset(seed=s)[0] for s in rollout_seeds]).astype(np.float32)
+        adapter.propose(first)
+        obs = np.empty((H + 1, n, first.shape[-1]), np.float32)
+        actions, rewards = np.empty((H, n, *env.action_space.shape), np.float32), np.empty((H, n))
+        obs[0] = first
+        for i, rollout_seed in enumerate(rollout_seeds):
+            env.reset(seed=rollout_seed)
+            for t in range(H):
+                with torch.inference_mode():
+                    latents = adapter.rollout_latents(t)
+                    if latents is None:
+                        raw = adapter.rollout_policy(obs[t, i : i + 1], t)
+                    else:
+                        raw = adapter.model.act(torch.from_numpy(obs[t, i : i + 1]), latents[i : i + 1], mean=True).numpy()
+                actions[t, i] = adapter.explore(raw, t)[0]
+                obs[t + 1, i], rewards[t, i], *_ = env.step(actions[t, i])
+        adapter.observe(obs[:-1], actions, rewards, obs[1:])
+        adapter.update()
+        spent += n * H
+
+
 def register_all() -> list[str]:
     ids = []
     for name in list_tasks():

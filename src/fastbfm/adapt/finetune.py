@@ -22,24 +22,21 @@ are the critic's and which the actor's is found through the protocol: the critic
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from fastbfm.adapt.curve import AdaptationCurve, CurveRecorder
+from fastbfm.adapt.adapter import Adapter, run_adapters
+from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.lola import model_discount
-from fastbfm.adapt.online import ReplayBuffer, collect_episode, smoothed
+from fastbfm.adapt.online import ReplayBuffer, smoothed
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.losses import aggregate
 from fastbfm.bfm.nn import polyak
 from fastbfm.bfm.protocol import BFM
-from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import SeedEvaluator
 
 
 @dataclass(frozen=True)
@@ -86,11 +83,20 @@ def split_parameters(model: torch.nn.Module, obs: torch.Tensor, action: torch.Te
     return [params[i] for i in sorted(critic)], [params[i] for i in sorted(actor)]
 
 
-class _Run:
-    """One seed's copies of the networks (online and target), optimisers and replay buffer."""
+class Finetune(Adapter):
+    """One seed's copies of the networks (online and target), optimisers and replay buffer. A round is
+    one exploratory episode, then ``updates_per_episode`` updates."""
 
-    def __init__(self, model: BFM, prompt: TaskPrompt, config: FinetuneConfig, capacity: int, seed: int):
-        self.config, self.generator = config, torch.Generator().manual_seed(seed)
+    label = "fine-tuning"
+
+    def __init__(self, model: BFM, prompt: TaskPrompt, config: FinetuneConfig, seed: int, episode_length: int):
+        if not isinstance(model, torch.nn.Module):
+            raise FastBFMError(f"fine-tuning trains the model's networks: it needs a torch.nn.Module, got {type(model).__name__}")
+        super().__init__(model, seed, rollouts=1, shared_start=False)
+        self.config, self.generator, self.horizon = config, torch.Generator().manual_seed(seed), episode_length
+        self.gamma = model_discount(model) if config.discount is None else config.discount
+        self.noise_rng = np.random.default_rng([seed, 11])
+        capacity = config.episodes * episode_length
         self.online = copy.deepcopy(model)
         self.z, self.w = prompt.z.clone().unsqueeze(0), prompt.w.clone().unsqueeze(0)
         probe = torch.zeros(1, model.obs_dim)
@@ -112,11 +118,30 @@ class _Run:
         n = len(obs)
         return (net.successor_features(obs, action, self.z.expand(n, -1)) * self.w).sum(-1)
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
+    def policy(self, obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return self.online.act(torch.from_numpy(obs), self.z.expand(len(obs), -1), mean=True).numpy()
 
-    def update(self, gamma: float) -> None:
+    def propose(self, start_obs: np.ndarray) -> None:
+        self.noise = self.config.exploration_noise * self.noise_rng.standard_normal((self.horizon, self.model.action_dim))
+
+    def rollout_policy(self, obs: np.ndarray, t: int) -> np.ndarray:
+        return self.policy(obs)
+
+    def explore(self, actions: np.ndarray, t: int) -> np.ndarray:
+        return np.clip(actions + self.noise[t], -1, 1)
+
+    def observe(self, obs, actions, rewards, next_obs) -> None:
+        self.buffer.add(obs[:, 0], actions[:, 0], rewards[:, 0], next_obs[:, 0])
+
+    def update(self) -> None:
+        for _ in range(self.config.updates_per_episode):
+            self._update(self.gamma)
+
+    def current_latent(self) -> None:
+        return None
+
+    def _update(self, gamma: float) -> None:
         cfg = self.config
         obs, action, reward, next_obs, _ = self.buffer.sample(cfg.batch_size, self.generator)
         z = self.z.expand(len(obs), -1)
@@ -141,46 +166,12 @@ class _Run:
         polyak(self.tracked_target, self.tracked, cfg.tau)
 
 
-@torch.inference_mode()
 def finetune_seeds(
     model: BFM, task: Task, prompt: TaskPrompt, config: FinetuneConfig, seeds: list[int], progress: bool = False
 ) -> list[AdaptationCurve]:
     """Independent fine-tuning runs, one per seed, with their episodes in one batch of simulations; each
     seed trains its own copies of the networks, so each run equals a lone run with its seed. The
     given model is left untouched; ``curve.z`` is None (the adapted policy is the copied networks')."""
-    if not isinstance(model, torch.nn.Module):
-        raise FastBFMError(f"fine-tuning trains the model's networks: it needs a torch.nn.Module, got {type(model).__name__}")
-    domain = get_domain(task.domain)
-    S, T = len(seeds), domain.episode_length
-    gamma = model_discount(model) if config.discount is None else config.discount
-    rngs = [np.random.default_rng([seed, 1]) for seed in seeds]
-    noise_rngs = [np.random.default_rng([seed, 11]) for seed in seeds]
-    with torch.inference_mode(False):
-        runs = [_Run(model, prompt, config, config.episodes * T, seed) for seed in seeds]
-    env = BatchedEnv(task, num_envs=S)
-    evaluate = SeedEvaluator(model, task, seeds, config.eval_episodes)
-
-    def policy(obs: np.ndarray, t: int) -> np.ndarray:
-        return np.concatenate([r.act(obs[i : i + 1]) for i, r in enumerate(runs)])
-
-    def current() -> np.ndarray:
-        returns = evaluate.policies(lambda i, obs: runs[i].act(obs))
-        if not np.isfinite(returns).all():
-            raise FastBFMError(f"fine-tuning on {task.full_name}: non-finite evaluation returns")
-        return returns
-
-    recorder = CurveRecorder(config.eval_every, current())
-    compute = 0.0
-    for episode in tqdm(range(config.episodes), desc=f"finetune {task.full_name}", disable=not progress):
-        start = time.perf_counter()
-        starts = np.concatenate([domain.sample_initial_state(rng, 1) for rng in rngs])
-        noise = np.stack([config.exploration_noise * rng.standard_normal((T, model.action_dim)) for rng in noise_rngs], 1)
-        with torch.inference_mode(False):
-            obs, actions, rewards, next_obs = collect_episode(env, starts, policy, noise)
-            for i, run in enumerate(runs):
-                run.buffer.add(obs[:, i], actions[:, i], rewards[:, i], next_obs[:, i])
-                for _ in range(config.updates_per_episode):
-                    run.update(gamma)
-        compute += time.perf_counter() - start
-        recorder.step(float(episode + 1), current)
-    return recorder.finish(float(config.episodes), current, compute, env.sim_seconds)
+    T = get_domain(task.domain).episode_length
+    runs = [Finetune(model, prompt, config, seed, T) for seed in seeds]
+    return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress, f"finetune {task.full_name}")

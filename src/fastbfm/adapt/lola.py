@@ -23,20 +23,17 @@ The budget is the same: k segments of H steps per iteration.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from fastbfm.adapt.curve import AdaptationCurve, CurveRecorder
+from fastbfm.adapt.adapter import Adapter, run_adapters
+from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM
-from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import SeedEvaluator
 
 
 @dataclass(frozen=True)
@@ -79,19 +76,66 @@ def leave_one_out_gradient(scores: np.ndarray, eps: torch.Tensor, sigma: float) 
     return (advantages.unsqueeze(-1) * eps).mean(-2) / sigma
 
 
-def lookahead_scores(
-    model: BFM, env: BatchedEnv, starts: np.ndarray, z: torch.Tensor, w: torch.Tensor, horizon: int, gamma: float, pessimism: float
-) -> np.ndarray:
-    """LoLA's score of each latent z_i from ``starts[i]``: ``horizon`` simulated steps of pi(., z_i), then the
-    frozen critic as bootstrap, sum_{t<H} gamma^t r_t + gamma^H psi(s_H, pi(s_H, z_i), z_i)^T w_i. The
-    simulations are left at s_H (the reset-free form continues from there)."""
-    obs = env.set_state(starts)
-    scores, discounts = np.zeros(env.num_envs), gamma ** np.arange(horizon)
-    for t in range(horizon):
-        obs, reward = env.step(model.act(torch.from_numpy(obs), z, mean=True).numpy())
-        scores += discounts[t] * reward
-    last = torch.from_numpy(obs)
-    return scores + gamma**horizon * model.q_value(last, model.act(last, z, mean=True), z, w, pessimism).numpy()
+def lookahead_scores(model: BFM, rewards: np.ndarray, last_obs: np.ndarray, z: torch.Tensor, w: torch.Tensor, gamma: float, pessimism: float) -> np.ndarray:
+    """LoLA's score of each latent z_i after H simulated steps of pi(., z_i): the discounted rewards
+    (H, N), then the frozen critic as bootstrap at the last observations (N, obs_dim),
+    sum_{t<H} gamma^t r_t + gamma^H psi(s_H, pi(s_H, z_i), z_i)^T w_i."""
+    H = len(rewards)
+    scores, discounts = np.zeros(rewards.shape[1]), gamma ** np.arange(H)
+    for t in range(H):  # in step order, as the rewards arrived
+        scores += discounts[t] * rewards[t]
+    with torch.no_grad():
+        last = torch.from_numpy(last_obs)
+        return scores + gamma**H * model.q_value(last, model.act(last, z, mean=True), z, w, pessimism).numpy()
+
+
+class LoLA(Adapter):
+    """One LoLA run: the search distribution's mean mu, its Adam state and the seed's noise."""
+
+    label = "LoLA"
+
+    def __init__(self, model: BFM, prompt: TaskPrompt, config: LoLAConfig, seed: int, episode_length: int):
+        super().__init__(model, seed, rollouts=config.num_candidates, shared_start=True)
+        self.config, self.episode_length = config, episode_length
+        self.horizon = min(config.horizon, episode_length)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.w = prompt.w.clone().expand(config.num_candidates, -1)
+        self.mu = torch.nn.Parameter(prompt.z.clone())
+        self.optimizer = torch.optim.Adam([self.mu], lr=config.lr)
+        self.gamma = model_discount(model) if config.discount is None else config.discount
+        self.chain_t = 0  # reset-free: time of the ongoing episode
+        self.eps = self.z = self.scores = None
+
+    def next_horizon(self) -> int:
+        return min(self.horizon, self.episode_length - self.chain_t) if self.config.reset_free else self.horizon
+
+    @property
+    def resume(self) -> bool:
+        return self.chain_t != 0
+
+    def propose(self, start_obs: np.ndarray) -> None:
+        self.eps = torch.randn(self.rollouts, self.model.z_dim, generator=self.generator)
+        self.z = self.model.project(self.mu.detach() + self.config.sigma * self.eps)
+
+    def rollout_latents(self, t: int) -> torch.Tensor:
+        return self.z
+
+    def observe(self, obs, actions, rewards, next_obs) -> None:
+        self.scores = lookahead_scores(self.model, rewards, next_obs[-1], self.z, self.w, self.gamma, self.config.pessimism)
+        if self.config.reset_free:
+            self.chain_t = (self.chain_t + len(rewards)) % self.episode_length
+
+    def update(self) -> None:
+        if not np.isfinite(self.scores).all():
+            raise FastBFMError("non-finite scores")
+        self.optimizer.zero_grad()
+        self.mu.grad = -leave_one_out_gradient(self.scores, self.eps, self.config.sigma)
+        self.optimizer.step()
+        with torch.no_grad():
+            self.mu.copy_(self.model.project(self.mu))
+
+    def current_latent(self) -> torch.Tensor:
+        return self.mu.detach()
 
 
 def lola(model: BFM, task: Task, prompt: TaskPrompt, config: LoLAConfig = LoLAConfig(), progress: bool = False) -> AdaptationCurve:
@@ -99,60 +143,13 @@ def lola(model: BFM, task: Task, prompt: TaskPrompt, config: LoLAConfig = LoLACo
     return lola_seeds(model, task, prompt, config, [config.seed], progress)[0]
 
 
-@torch.inference_mode()
 def lola_seeds(
     model: BFM, task: Task, prompt: TaskPrompt, config: LoLAConfig, seeds: list[int], progress: bool = False
 ) -> list[AdaptationCurve]:
     """Independent LoLA runs, one per seed, stepped in lockstep so that all their simulations share one
     batch and one policy call per step. Each run equals a lone run with that seed: its own start states,
-    noise and Adam state (Adam is elementwise, so one optimiser over the (seeds, d) means is S optimisers).
-    """
-    domain = get_domain(task.domain)
-    S, k, H, E = len(seeds), config.num_candidates, min(config.horizon, domain.episode_length), config.eval_episodes
-    T = domain.episode_length
-    budget = config.episodes * T
-    rngs = [np.random.default_rng([seed, 1]) for seed in seeds]
-    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-    env = BatchedEnv(task, num_envs=S * k)
-    evaluate = SeedEvaluator(model, task, seeds, E)
-    w = prompt.w.expand(S * k, -1)
-    with torch.enable_grad():
-        mu = torch.nn.Parameter(prompt.z.expand(S, -1).clone())
-        optimizer = torch.optim.Adam([mu], lr=config.lr)
-    gamma = model_discount(model) if config.discount is None else config.discount
-    chain, chain_t = None, 0  # reset-free: each seed's ongoing state and its time in the episode
-
-    recorder = CurveRecorder(config.eval_every, evaluate(mu.detach()))
-    compute, spent, it = 0.0, 0, 0
-    name = "lola-reset-free" if config.reset_free else "lola"
-    bar = tqdm(total=budget // (k * H), desc=f"{name} {task.full_name}", disable=not progress)
-    while True:
-        segment = min(H, T - chain_t) if config.reset_free else H
-        if spent + k * segment > budget:
-            break
-        start = time.perf_counter()
-        eps = torch.stack([torch.randn(k, model.z_dim, generator=g) for g in generators])
-        z = model.project(mu.detach().unsqueeze(1) + config.sigma * eps).reshape(S * k, -1)
-        if chain_t == 0:  # always, unless reset-free mid-episode
-            chain = np.concatenate([domain.sample_initial_state(rng, 1) for rng in rngs])
-        scores = lookahead_scores(model, env, np.repeat(chain, k, axis=0), z, w, segment, gamma, config.pessimism)
-        if config.reset_free:
-            chain, chain_t = env.get_state()[::k].copy(), (chain_t + segment) % T
-        spent += k * segment
-        if not np.isfinite(scores).all():
-            raise FastBFMError(f"LoLA on {task.full_name}: non-finite scores at iteration {it}")
-        scores = scores.reshape(S, k)
-        with torch.enable_grad():
-            optimizer.zero_grad()
-            mu.grad = -leave_one_out_gradient(scores, eps, config.sigma)
-            optimizer.step()
-            mu.data = model.project(mu.data)
-        compute += time.perf_counter() - start
-        recorder.step(spent / T, lambda: evaluate(mu.detach()))
-        it += 1
-        bar.update()
-    bar.close()
-    curves = recorder.finish(spent / T, lambda: evaluate(mu.detach()), compute, env.sim_seconds)
-    for curve, z_final in zip(curves, mu.detach()):
-        curve.z = z_final.clone()
-    return curves
+    noise and Adam state."""
+    T = get_domain(task.domain).episode_length
+    runs = [LoLA(model, prompt, config, seed, T) for seed in seeds]
+    name = f"{'lola-reset-free' if config.reset_free else 'lola'} {task.full_name}"
+    return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress, name)

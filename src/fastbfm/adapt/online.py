@@ -1,18 +1,14 @@
-"""Pieces shared by the online off-policy methods (ReLA, actor-critic fine-tuning): exploratory episodes
-of all seeds in one batch of simulations, a replay buffer per seed, and TD3's smoothed target action.
+"""Pieces shared by the online off-policy methods (ReLA, actor-critic fine-tuning): a replay buffer per
+seed and TD3's smoothed target action.
 
-Both methods collect one episode per seed with the current policy plus Gaussian action noise, then run
+Both methods collect one episode per round with the current policy plus Gaussian action noise, then run
 their updates on that seed's replay buffer; the budget is the number of collected episodes.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
-
-from fastbfm.envs.batch import BatchedEnv
 
 
 class ReplayBuffer:
@@ -38,25 +34,6 @@ class ReplayBuffer:
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         idx = torch.randint(self.size, (n,), generator=generator)
         return self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.z[idx]
-
-
-def collect_episode(
-    env: BatchedEnv, starts: np.ndarray, policy: Callable[[np.ndarray, int], np.ndarray], noise: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """One episode per simulation from ``starts`` with ``policy(obs, t) + noise[t]`` clipped to [-1, 1].
-
-    ``noise``: (T, N, action_dim), drawn by the caller from each run's own generator (so that runs in
-    lockstep equal lone runs). Returns obs, actions, rewards, next_obs, each time-major (T, N, ...).
-    """
-    T, N = noise.shape[:2]
-    obs = env.set_state(starts)
-    observations = np.empty((T + 1, N, obs.shape[-1]), np.float32)
-    actions, rewards = np.empty(noise.shape, np.float32), np.empty((T, N))
-    observations[0] = obs
-    for t in range(T):
-        actions[t] = np.clip(policy(observations[t], t) + noise[t], -1, 1)
-        observations[t + 1], rewards[t] = env.step(actions[t])
-    return observations[:-1], actions, rewards, observations[1:]
 
 
 def smoothed(action: torch.Tensor, generator: torch.Generator, noise: float, clip: float) -> torch.Tensor:

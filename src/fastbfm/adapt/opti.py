@@ -16,20 +16,17 @@ the posterior mean's latent is evaluated on the same seeded episodes as the othe
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from fastbfm.adapt.curve import AdaptationCurve, CurveRecorder
+from fastbfm.adapt.adapter import Adapter, run_adapters
+from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM
-from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import SeedEvaluator
 
 RULES = ("thompson", "ucb")
 
@@ -87,52 +84,58 @@ class LinearPosterior:
         return (self.mean[:, None] + np.linalg.solve(chol.T, eps)).T
 
 
-@torch.inference_mode()
+class OptimisticInference(Adapter):
+    """One run: a posterior over the reward's embedding, one episode per round with its chosen latent."""
+
+    label = "OpTI"
+
+    def __init__(self, model: BFM, prompt: TaskPrompt | None, config: OptiConfig, seed: int, episode_length: int):
+        super().__init__(model, seed, rollouts=1, shared_start=False)
+        if config.warm_start and prompt is None:
+            raise FastBFMError("a warm start needs the zero-shot prompt of labelled samples")
+        self.config, self.horizon = config, episode_length
+        # one stream for start states and posterior draws
+        self.rng = self.start_rng = np.random.default_rng([seed, 5])
+        prior_mean = prompt.w.double().numpy() if config.warm_start else np.zeros(model.z_dim)
+        precision = config.warm_precision if config.warm_start else config.prior_precision
+        self.posterior = LinearPosterior(prior_mean, precision, config.noise_std)
+        # label-free, the prior mean is zero: the policy before adaptation is a draw from the prior
+        self.initial = self.posterior.mean if config.warm_start else self.posterior.sample(1, self.rng)[0]
+        self.z = self.features = self.rewards = None
+
+    def _latent(self, w: np.ndarray) -> torch.Tensor:
+        return self.model.project(torch.as_tensor(w, dtype=torch.float32))
+
+    def propose(self, start_obs: np.ndarray) -> None:
+        self.z = _choose(self.model, self.posterior, self.rng, start_obs[0], self.config).unsqueeze(0)
+
+    def rollout_latents(self, t: int) -> torch.Tensor:
+        return self.z
+
+    def observe(self, obs, actions, rewards, next_obs) -> None:
+        # one feature pass over the whole episode, off the simulation loop
+        with torch.no_grad():
+            self.features = self.model.features(torch.from_numpy(next_obs[:, 0])).double().numpy()
+        self.rewards = rewards[:, 0]
+
+    def update(self) -> None:
+        if not (np.isfinite(self.rewards).all() and np.isfinite(self.features).all()):
+            raise FastBFMError("non-finite rewards or features")
+        self.posterior.update(self.features, self.rewards)
+
+    def initial_latent(self) -> torch.Tensor:
+        return self._latent(self.initial)
+
+    def current_latent(self) -> torch.Tensor:
+        return self._latent(self.posterior.mean)
+
+
 def opti_seeds(model: BFM, task: Task, prompt: TaskPrompt | None, config: OptiConfig, seeds: list[int], progress: bool = False) -> list[AdaptationCurve]:
     """Independent runs, one per seed, in lockstep (one batch of simulations); index 0 of each curve is
     the prior mean's latent (label-free: a draw from the prior, as the mean is zero)."""
-    if config.warm_start and prompt is None:
-        raise FastBFMError("a warm start needs the zero-shot prompt of labelled samples")
-    domain = get_domain(task.domain)
-    S, E, T = len(seeds), config.eval_episodes, domain.episode_length
-    rngs = [np.random.default_rng([seed, 5]) for seed in seeds]
-    prior_mean = prompt.w.double().numpy() if config.warm_start else np.zeros(model.z_dim)
-    precision = config.warm_precision if config.warm_start else config.prior_precision
-    posteriors = [LinearPosterior(prior_mean, precision, config.noise_std) for _ in seeds]
-    env = BatchedEnv(task, num_envs=S)
-    evaluate = SeedEvaluator(model, task, seeds, E)
-
-    def latent(w: np.ndarray) -> torch.Tensor:
-        return model.project(torch.as_tensor(w, dtype=torch.float32))
-
-    means = np.stack([p.mean if config.warm_start else p.sample(1, rng)[0] for p, rng in zip(posteriors, rngs)])
-
-    def current_returns() -> np.ndarray:
-        return evaluate(latent(np.stack([p.mean for p in posteriors])))
-
-    recorder = CurveRecorder(config.eval_every, evaluate(latent(means)))
-    compute = 0.0
-    for episode in tqdm(range(config.episodes), desc=f"opti-{config.rule} {task.full_name}", disable=not progress):
-        start = time.perf_counter()
-        starts = np.concatenate([domain.sample_initial_state(rng, 1) for rng in rngs])
-        obs = env.set_state(starts)
-        z = torch.stack([_choose(model, p, rng, obs[i], config) for i, (p, rng) in enumerate(zip(posteriors, rngs))])
-        next_obs, rewards = np.empty((T, S, model.obs_dim), np.float32), np.empty((T, S))
-        for t in range(T):
-            obs, rewards[t] = env.step(model.act(torch.from_numpy(obs), z, mean=True).numpy())
-            next_obs[t] = obs
-        # one feature pass over the whole episode, off the simulation loop
-        features = model.features(torch.from_numpy(next_obs.reshape(T * S, -1))).double().numpy().reshape(T, S, -1)
-        if not (np.isfinite(rewards).all() and np.isfinite(features).all()):
-            raise FastBFMError(f"OpTI on {task.full_name}: non-finite rewards or features in episode {episode}")
-        for i, p in enumerate(posteriors):
-            p.update(features[:, i], rewards[:, i])
-        compute += time.perf_counter() - start
-        recorder.step(float(episode + 1), current_returns)
-    curves = recorder.finish(float(config.episodes), current_returns, compute, env.sim_seconds)
-    for curve, p in zip(curves, posteriors):
-        curve.z = latent(p.mean).clone()
-    return curves
+    T = get_domain(task.domain).episode_length
+    runs = [OptimisticInference(model, prompt, config, seed, T) for seed in seeds]
+    return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress, f"opti-{config.rule} {task.full_name}")
 
 
 def _choose(model: BFM, posterior: LinearPosterior, rng: np.random.Generator, start_obs: np.ndarray, config: OptiConfig) -> torch.Tensor:

@@ -43,23 +43,20 @@ Choices the paper leaves open (methods.md section 3), and fastbfm's answers:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from fastbfm.adapt.curve import AdaptationCurve, CurveRecorder
+from fastbfm.adapt.adapter import Adapter, run_adapters
+from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.lola import model_discount
-from fastbfm.adapt.online import ReplayBuffer, collect_episode, smoothed
+from fastbfm.adapt.online import ReplayBuffer, smoothed
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.nn import mlp, polyak
 from fastbfm.bfm.protocol import BFM
-from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import SeedEvaluator
 
 LATENTS = ("global", "state")
 RESIDUALS = ("projection", "bellman")
@@ -109,13 +106,20 @@ class ReLAConfig:
             raise FastBFMError("ReLA needs positive learning rates, 0 < tau <= 1 and non-negative noises")
 
 
-class _Run:
-    """One seed's learner: residual critics and their targets, the latent (or delta net), optimisers."""
+class ReLA(Adapter):
+    """One seed's learner: residual critics and their targets, the latent (or delta net), optimisers.
+    A round is one exploratory episode, then ``updates_per_episode`` updates."""
 
-    def __init__(self, model: BFM, prompt: TaskPrompt, config: ReLAConfig, capacity: int, seed: int):
+    label = "ReLA"
+
+    def __init__(self, model: BFM, prompt: TaskPrompt, config: ReLAConfig, seed: int, episode_length: int):
+        super().__init__(model, seed, rollouts=1, shared_start=False)
         # a copy: the prompt's tensors come from inference mode and cannot enter autograd
-        self.model, self.config, self.w = model, config, prompt.w.clone()
+        self.config, self.w, self.horizon = config, prompt.w.clone(), episode_length
+        self.gamma = model_discount(model) if config.discount is None else config.discount
+        self.noise_rng = np.random.default_rng([seed, 11])
         self.generator = torch.Generator().manual_seed(seed)
+        capacity = config.episodes * episode_length
         with torch.random.fork_rng():
             torch.manual_seed(seed)  # network initialisation, without touching the caller's global RNG
             self._build(model, prompt, config)
@@ -166,13 +170,50 @@ class _Run:
                 z = self.model.project(z + self.config.latent_noise * eps)
             return self.model.act(obs_t, z, mean=True).numpy(), z
 
-    def observe(self, obs, actions, rewards, next_obs, z) -> None:
+    def propose(self, start_obs: np.ndarray) -> None:
+        cfg, T = self.config, self.horizon
+        self.noise = cfg.exploration_noise * self.noise_rng.standard_normal((T, self.model.action_dim))
+        self.eps = torch.from_numpy(self.noise_rng.standard_normal((-(-T // cfg.segment), self.model.z_dim))).float()
+        self.acted = np.empty((T, self.model.z_dim), np.float32)  # the latent of every collected step
+        if cfg.latent == "global":
+            with torch.no_grad():
+                self.segment_z = self.model.project(self.z + cfg.latent_noise * self.eps)
+
+    def rollout_latents(self, t: int) -> torch.Tensor | None:
+        if self.config.latent != "global":
+            return None
+        z = self.segment_z[t // self.config.segment].unsqueeze(0)
+        self.acted[t] = z[0].numpy()
+        return z
+
+    def rollout_policy(self, obs: np.ndarray, t: int) -> np.ndarray:
+        action, z = self.act(obs, self.eps[t // self.config.segment])
+        self.acted[t] = z[0].numpy()
+        return action
+
+    def explore(self, actions: np.ndarray, t: int) -> np.ndarray:
+        return np.clip(actions + self.noise[t], -1, 1)
+
+    def observe(self, obs, actions, rewards, next_obs) -> None:
+        obs, actions, rewards, next_obs = obs[:, 0], actions[:, 0], rewards[:, 0], next_obs[:, 0]
         if self.buffer.size == 0:
             flat = torch.from_numpy(obs)
             self.obs_mean, self.obs_std = flat.mean(0), flat.std(0).clamp_min(1e-3)
-        self.buffer.add(obs, actions, rewards, next_obs, z)
+        self.buffer.add(obs, actions, rewards, next_obs, self.acted)
 
-    def update(self, gamma: float) -> None:
+    def update(self) -> None:
+        for _ in range(self.config.updates_per_episode):
+            self._update(self.gamma)
+        if not torch.isfinite(self.z).all():
+            raise FastBFMError("the latent became non-finite")
+
+    def current_latent(self) -> torch.Tensor | None:
+        return self.z.detach() if self.config.latent == "global" else None
+
+    def policy(self, obs: np.ndarray) -> np.ndarray:
+        return self.act(obs)[0]
+
+    def _update(self, gamma: float) -> None:
         cfg, model = self.config, self.model
         obs, action, reward, next_obs, z = self.buffer.sample(cfg.batch_size, self.generator)
         with torch.no_grad():
@@ -202,63 +243,12 @@ class _Run:
         polyak(list(self.critic_target.parameters()), list(self.critic.parameters()), cfg.tau)
 
 
-@torch.inference_mode()
 def rela_seeds(
     model: BFM, task: Task, prompt: TaskPrompt, config: ReLAConfig, seeds: list[int], progress: bool = False
 ) -> list[AdaptationCurve]:
     """Independent ReLA runs, one per seed: episodes of all seeds in one batch of simulations, each
     seed's learning on its own buffer and generator, so that each run equals a lone run with its seed.
     ``curve.z`` is the adapted global latent (``latent="state"``: None, as no single latent is the policy)."""
-    domain = get_domain(task.domain)
-    S, T = len(seeds), domain.episode_length
-    gamma = model_discount(model) if config.discount is None else config.discount
-    rngs = [np.random.default_rng([seed, 1]) for seed in seeds]
-    noise_rngs = [np.random.default_rng([seed, 11]) for seed in seeds]
-    with torch.inference_mode(False):
-        runs = [_Run(model, prompt, config, config.episodes * T, seed) for seed in seeds]
-    env = BatchedEnv(task, num_envs=S)
-    evaluate = SeedEvaluator(model, task, seeds, config.eval_episodes)
-
-    def current() -> np.ndarray:
-        if config.latent == "global":
-            return evaluate(torch.stack([r.z.detach() for r in runs]))
-        return evaluate.policies(lambda i, obs: runs[i].act(obs)[0])
-
-    segments = -(-T // config.segment)
-    acted = np.empty((T, S, model.z_dim), np.float32)  # the latent of every collected step
-
-    def policy(obs: np.ndarray, t: int) -> np.ndarray:
-        e = eps[:, t // config.segment]
-        if config.latent == "global":  # one policy call for all seeds, as in LoLA
-            with torch.no_grad():
-                z = model.project(torch.stack([r.z for r in runs]) + config.latent_noise * e)
-                acted[t] = z.numpy()
-                return model.act(torch.from_numpy(obs), z, mean=True).numpy()
-        actions = []
-        for i, r in enumerate(runs):
-            a, z = r.act(obs[i : i + 1], e[i])
-            acted[t, i] = z[0].numpy()
-            actions.append(a)
-        return np.concatenate(actions)
-
-    recorder = CurveRecorder(config.eval_every, current())
-    compute = 0.0
-    for episode in tqdm(range(config.episodes), desc=f"rela {task.full_name}", disable=not progress):
-        start = time.perf_counter()
-        starts = np.concatenate([domain.sample_initial_state(rng, 1) for rng in rngs])
-        noise = np.stack([config.exploration_noise * rng.standard_normal((T, model.action_dim)) for rng in noise_rngs], 1)
-        eps = torch.stack([torch.from_numpy(rng.standard_normal((segments, model.z_dim))).float() for rng in noise_rngs])
-        with torch.inference_mode(False):
-            obs, actions, rewards, next_obs = collect_episode(env, starts, policy, noise)
-            for i, run in enumerate(runs):
-                run.observe(obs[:, i], actions[:, i], rewards[:, i], next_obs[:, i], acted[:, i])
-                for _ in range(config.updates_per_episode):
-                    run.update(gamma)
-                if not torch.isfinite(run.z).all():
-                    raise FastBFMError(f"ReLA on {task.full_name}: the latent became non-finite at episode {episode}")
-        compute += time.perf_counter() - start
-        recorder.step(float(episode + 1), current)
-    curves = recorder.finish(float(config.episodes), current, compute, env.sim_seconds)
-    for curve, run in zip(curves, runs):
-        curve.z = run.z.detach().clone() if config.latent == "global" else None
-    return curves
+    T = get_domain(task.domain).episode_length
+    runs = [ReLA(model, prompt, config, seed, T) for seed in seeds]
+    return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress, f"rela {task.full_name}")

@@ -12,22 +12,19 @@ on the same seeded episodes as LoLA's. Seeds run in lockstep in one batch of sim
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import cma
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from fastbfm.adapt.curve import AdaptationCurve, CurveRecorder
+from fastbfm.adapt.adapter import Adapter, run_adapters
+from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.lola import lookahead_scores, model_discount
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM
-from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import SeedEvaluator, run_episodes
 
 METHODS = ("cmaes", "cem")
 
@@ -88,50 +85,49 @@ def _optimizer(config: SearchConfig, z0: np.ndarray, seed: int):
     return cma.CMAEvolutionStrategy(z0, config.sigma, options)
 
 
-@torch.inference_mode()
+class LatentSearch(Adapter):
+    """One CMA-ES or CEM run: a generation is one round of ``population`` candidates from one start state."""
+
+    def __init__(self, model: BFM, prompt: TaskPrompt, config: SearchConfig, seed: int, episode_length: int):
+        super().__init__(model, seed, rollouts=config.population, shared_start=True)
+        self.config, self.label = config, config.method
+        self.horizon = episode_length if config.horizon is None else min(config.horizon, episode_length)
+        self.z_reward, self.w = prompt.z.clone(), prompt.w.clone().expand(config.population, -1)
+        self.optimizer = _optimizer(config, prompt.z.numpy().astype(np.float64), seed)
+        self.gamma = model_discount(model)
+        self.candidates = self.z = self.fitness = None
+
+    def propose(self, start_obs: np.ndarray) -> None:
+        self.candidates = self.optimizer.ask()
+        self.z = self.model.project(torch.as_tensor(np.stack(self.candidates), dtype=torch.float32))
+
+    def rollout_latents(self, t: int) -> torch.Tensor:
+        return self.z
+
+    def observe(self, obs, actions, rewards, next_obs) -> None:
+        if self.config.horizon is None:
+            self.fitness = rewards.sum(0)
+        else:
+            self.fitness = lookahead_scores(self.model, rewards, next_obs[-1], self.z, self.w, self.gamma, pessimism=0.5)
+
+    def update(self) -> None:
+        if not np.isfinite(self.fitness).all():
+            raise FastBFMError("non-finite returns")
+        self.optimizer.tell(self.candidates, -self.fitness)
+
+    def initial_latent(self) -> torch.Tensor:
+        # z_r itself: re-projecting it moves a few bits, which changes returns on chaotic bodies
+        return self.z_reward
+
+    def current_latent(self) -> torch.Tensor:
+        mean = self.optimizer.mean if isinstance(self.optimizer, _CEM) else np.asarray(self.optimizer.mean)
+        return self.model.project(torch.as_tensor(mean, dtype=torch.float32))
+
+
 def search_seeds(
     model: BFM, task: Task, prompt: TaskPrompt, config: SearchConfig, seeds: list[int], progress: bool = False
 ) -> list[AdaptationCurve]:
-    domain = get_domain(task.domain)
-    S, P, E, T = len(seeds), config.population, config.eval_episodes, domain.episode_length
-    H = T if config.horizon is None else min(config.horizon, T)
-    generations = config.episodes * T // (P * H)
-    gamma = model_discount(model)
-    w = prompt.w.expand(S * P, -1)
-    rngs = [np.random.default_rng([seed, 1]) for seed in seeds]
-    optimizers = [_optimizer(config, prompt.z.numpy().astype(np.float64), seed) for seed in seeds]
-    env = BatchedEnv(task, num_envs=S * P)
-    evaluate = SeedEvaluator(model, task, seeds, E)
-
-    def current() -> torch.Tensor:
-        return model.project(torch.as_tensor(np.stack([_mean(o) for o in optimizers]), dtype=torch.float32))
-
-    def current_returns() -> np.ndarray:
-        return evaluate(current())
-
-    # the start is z_r itself: re-projecting it moves a few bits, which changes returns on chaotic bodies
-    recorder = CurveRecorder(config.eval_every, evaluate(prompt.z.expand(S, -1)))
-    compute = 0.0
-    for generation in tqdm(range(generations), desc=f"{config.method} {task.full_name}", disable=not progress):
-        start = time.perf_counter()
-        candidates = [o.ask() for o in optimizers]
-        z = model.project(torch.as_tensor(np.concatenate(candidates), dtype=torch.float32))
-        starts = np.concatenate([np.repeat(domain.sample_initial_state(rng, 1), P, axis=0) for rng in rngs])
-        if config.horizon is None:
-            returns = run_episodes(model, env, starts, z).reshape(S, P)
-        else:
-            returns = lookahead_scores(model, env, starts, z, w, H, gamma, pessimism=0.5).reshape(S, P)
-        if not np.isfinite(returns).all():
-            raise FastBFMError(f"{config.method} on {task.full_name}: non-finite returns at generation {generation}")
-        for o, xs, r in zip(optimizers, candidates, returns):
-            o.tell(xs, -r)
-        compute += time.perf_counter() - start
-        recorder.step((generation + 1) * P * H / T, current_returns)
-    curves = recorder.finish(generations * P * H / T, current_returns, compute, env.sim_seconds)
-    for curve, z_final in zip(curves, current()):
-        curve.z = z_final.clone()
-    return curves
-
-
-def _mean(optimizer) -> np.ndarray:
-    return optimizer.mean if isinstance(optimizer, _CEM) else np.asarray(optimizer.mean)
+    """Independent searches, one per seed, in lockstep (one batch of simulations)."""
+    T = get_domain(task.domain).episode_length
+    runs = [LatentSearch(model, prompt, config, seed, T) for seed in seeds]
+    return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress)

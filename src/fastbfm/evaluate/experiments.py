@@ -6,12 +6,14 @@ from dataclasses import asdict
 
 import numpy as np
 
-from fastbfm.adapt.finetune import FinetuneConfig, finetune_seeds
+from fastbfm.adapt.adapter import Adapter, run_adapters
 from fastbfm.adapt.curve import AdaptationCurve
-from fastbfm.adapt.lola import LoLAConfig, lola_seeds
-from fastbfm.adapt.opti import OptiConfig, opti_seeds
-from fastbfm.adapt.rela import ReLAConfig, rela_seeds
-from fastbfm.adapt.search import SearchConfig, search_seeds
+from fastbfm.adapt.finetune import Finetune, FinetuneConfig
+from fastbfm.adapt.lola import LoLA, LoLAConfig
+from fastbfm.adapt.opti import OptiConfig, OptimisticInference
+from fastbfm.adapt.rela import ReLA, ReLAConfig
+from fastbfm.adapt.search import LatentSearch, SearchConfig
+from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.adapt.zero_shot import infer_goal, infer_task
 from fastbfm.bfm.protocol import BFM
 from fastbfm.data.dataset import TransitionDataset
@@ -31,6 +33,18 @@ METHOD_LABELS = {
     "opti-ucb": "OpTI-UCB",
 }
 AdaptConfig = LoLAConfig | SearchConfig | OptiConfig | ReLAConfig | FinetuneConfig
+ADAPTERS: dict[type, type[Adapter]] = {
+    LoLAConfig: LoLA,
+    SearchConfig: LatentSearch,
+    OptiConfig: OptimisticInference,
+    ReLAConfig: ReLA,
+    FinetuneConfig: Finetune,
+}
+
+
+def make_adapter(model: BFM, task: Task, prompt: TaskPrompt | None, config: AdaptConfig, seed: int) -> Adapter:
+    """The adapter of ``config``'s method: one run with ``seed`` on ``task`` (see ``fastbfm.adapt.adapter``)."""
+    return ADAPTERS[type(config)](model, prompt, config, seed, get_domain(task.domain).episode_length)
 
 
 def method_name(config: AdaptConfig) -> str:
@@ -111,14 +125,9 @@ def adapt(
     if not seeds:
         raise FastBFMError("adaptation needs at least one seed")
     prompt = infer_task(model, task, dataset, num_samples, seed=0) if needs_labels(config) else None
-    run = {
-        SearchConfig: search_seeds,
-        OptiConfig: opti_seeds,
-        LoLAConfig: lola_seeds,
-        ReLAConfig: rela_seeds,
-        FinetuneConfig: finetune_seeds,
-    }[type(config)]
-    curves: list[AdaptationCurve] = run(model, task, prompt, config, seeds, progress)
+    adapters = [make_adapter(model, task, prompt, config, seed) for seed in seeds]
+    name = f"{method_name(config)} {task.full_name}"
+    curves: list[AdaptationCurve] = run_adapters(adapters, task, config.episodes, config.eval_episodes, config.eval_every, progress, name)
     returns = np.array([c.returns for c in curves])
     zs, final = returns[:, 0].mean(), returns[:, -1].mean()
     lowest = returns.mean(0).min()

@@ -1,0 +1,186 @@
+"""The one interface of every adaptation method, and the loop that drives it in simulation.
+
+An :class:`Adapter` is one run of a method with one seed on a frozen BFM. It owns no environment: it
+proposes what to roll out, observes the transitions with their rewards, and updates. A round is
+
+1. ``next_horizon()``: how many steps the round's ``rollouts`` simulations will run (``shared_start``:
+   all from one start state; ``resume``: from where the first rollout of the previous round ended,
+   instead of a fresh start state drawn with ``start_rng``);
+2. ``propose(start_obs)``: choose the round's latents (or policy) knowing where the rollouts start;
+3. for each step, ``rollout_latents(t)`` (the latents acting, so that the driver batches one policy
+   call for all runs) or, when that is None, ``rollout_policy(obs, t)``; then ``explore(actions, t)``;
+4. ``observe(obs, actions, rewards, next_obs)``: the round's transitions, time-major (H, rollouts, ...);
+5. ``update()``: learn from them.
+
+Between rounds, ``current_latent()`` (or ``policy(obs)`` when no single latent is the policy) is what
+adaptation has produced so far. :func:`run_adapters` drives runs of one method in lockstep, all their
+simulations in one batch, stops when the next round would exceed the budget of environment steps, and
+evaluates every run on its seed's fixed episodes (:class:`~fastbfm.evaluate.rollout.SeedEvaluator`).
+A user with another simulator, or a real system, writes the same loop around the same adapters.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from fastbfm.adapt.curve import AdaptationCurve, CurveRecorder
+from fastbfm.bfm.protocol import BFM
+from fastbfm.envs.batch import BatchedEnv
+from fastbfm.envs.registry import Task, get_domain
+from fastbfm.errors import FastBFMError
+from fastbfm.evaluate.rollout import SeedEvaluator
+
+
+class Adapter(ABC):
+    """One seed's run of an adaptation method on a frozen BFM (see the module's docstring)."""
+
+    label: str = "adaptation"
+    """The method's name in errors and progress bars."""
+
+    def __init__(self, model: BFM, seed: int, rollouts: int, shared_start: bool):
+        self.model, self.seed = model, seed
+        self.rollouts, self.shared_start = rollouts, shared_start
+        self.start_rng = np.random.default_rng([seed, 1])
+        """Draws the start states of the rounds that do not resume."""
+
+    def next_horizon(self) -> int:
+        """Steps of the next round."""
+        return self.horizon
+
+    @property
+    def resume(self) -> bool:
+        """The next round continues from where the previous round's first rollout ended."""
+        return False
+
+    @abstractmethod
+    def propose(self, start_obs: np.ndarray) -> None:
+        """Choose the next round's latents or policy; ``start_obs`` (rollouts, obs_dim)."""
+
+    def rollout_latents(self, t: int) -> torch.Tensor | None:
+        """(rollouts, z_dim): the latents acting at step t of the round, or None if the policy is not pi(., z)."""
+        return None
+
+    def rollout_policy(self, obs: np.ndarray, t: int) -> np.ndarray:
+        """Actions at step t when ``rollout_latents`` is None."""
+        raise NotImplementedError(f"{type(self).__name__} acts through rollout_latents")
+
+    def explore(self, actions: np.ndarray, t: int) -> np.ndarray:
+        """Exploration added to the round's actions (none by default)."""
+        return actions
+
+    @abstractmethod
+    def observe(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, next_obs: np.ndarray) -> None:
+        """The round's transitions, time-major: obs (H, rollouts, obs_dim), rewards (H, rollouts), ..."""
+
+    @abstractmethod
+    def update(self) -> None:
+        """Learn from what was observed; errors name the problem (non-finite scores, a diverged latent)."""
+
+    def initial_latent(self) -> torch.Tensor | None:
+        """The policy before any adaptation, reported at budget 0."""
+        return self.current_latent()
+
+    @abstractmethod
+    def current_latent(self) -> torch.Tensor | None:
+        """The adapted latent (z_dim,), or None when the policy is not one latent of the frozen model."""
+
+    def policy(self, obs: np.ndarray) -> np.ndarray:
+        """The adapted deterministic policy's actions; by default pi(obs, current_latent())."""
+        with torch.no_grad():
+            z = self.current_latent().expand(len(obs), -1)
+            return self.model.act(torch.from_numpy(obs), z, mean=True).numpy()
+
+
+def run_adapters(
+    adapters: list[Adapter], task: Task, episodes: int, eval_episodes: int, eval_every: float = 0.0, progress: bool = False, name: str | None = None
+) -> list[AdaptationCurve]:
+    """Runs of one method (one adapter per seed, same configuration) in lockstep, with a budget of
+    ``episodes`` episodes of environment steps each; one curve per run, ``curve.z`` its final latent."""
+    first = adapters[0]
+    model, n = first.model, first.rollouts
+    if any(a.rollouts != n or a.shared_start != first.shared_start for a in adapters):
+        raise FastBFMError("adapters run in lockstep must share their rollout layout (one method, one configuration)")
+    domain = get_domain(task.domain)
+    T, S = domain.episode_length, len(adapters)
+    budget = episodes * T
+    env = BatchedEnv(task, num_envs=S * n)
+    evaluate = SeedEvaluator(model, task, [a.seed for a in adapters], eval_episodes)
+    label = f"{first.label} on {task.full_name}"
+
+    def returns_of(latents: list[torch.Tensor | None]) -> np.ndarray:
+        if all(z is not None for z in latents):
+            returns = evaluate(torch.stack(latents))
+        else:
+            returns = evaluate.policies(lambda i, obs: adapters[i].policy(obs))
+        if not np.isfinite(returns).all():
+            raise FastBFMError(f"{label}: non-finite evaluation returns")
+        return returns
+
+    def current() -> np.ndarray:
+        return returns_of([a.current_latent() for a in adapters])
+
+    with torch.inference_mode():
+        recorder = CurveRecorder(eval_every, returns_of([a.initial_latent() for a in adapters]))
+    compute, spent, rounds, chain = 0.0, 0, 0, None
+    bar = tqdm(total=episodes, desc=name or f"{first.label} {task.full_name}", unit="ep", disable=not progress)
+    while True:
+        H = first.next_horizon()
+        if spent + n * H > budget:
+            break
+        start = time.perf_counter()
+        with torch.inference_mode():
+            observations, actions, rewards = _rollout(adapters, env, domain, H, chain)
+        chain = env.get_state()[::n].copy()  # where each run's first rollout ended, for resuming rounds
+        spent += n * H
+        for i, adapter in enumerate(adapters):
+            part = slice(i * n, (i + 1) * n)
+            try:
+                adapter.observe(observations[:-1, part], actions[:, part], rewards[:, part], observations[1:, part])
+                adapter.update()
+            except FastBFMError as error:
+                raise FastBFMError(f"{label}: {error} (round {rounds})") from error
+        compute += time.perf_counter() - start
+        with torch.inference_mode():
+            recorder.step(spent / T, current)
+        rounds += 1
+        bar.update(n * H / T)
+    bar.close()
+    with torch.inference_mode():
+        curves = recorder.finish(spent / T, current, compute, env.sim_seconds)
+    for curve, adapter in zip(curves, adapters):
+        z = adapter.current_latent()
+        curve.z = None if z is None else z.detach().clone()
+    return curves
+
+
+def _rollout(adapters: list[Adapter], env: BatchedEnv, domain, H: int, chain: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """One round of every adapter in one batch of simulations: observations (H+1, N, obs_dim), actions, rewards."""
+    n = adapters[0].rollouts
+    starts = []
+    for i, a in enumerate(adapters):
+        if a.resume:
+            state = chain[i : i + 1]
+        else:
+            state = domain.sample_initial_state(a.start_rng, 1 if a.shared_start else n)
+        starts.append(np.repeat(state, n, axis=0) if a.shared_start else state)
+    obs = env.set_state(np.concatenate(starts))
+    for i, a in enumerate(adapters):
+        a.propose(obs[i * n : (i + 1) * n])
+    N = env.num_envs
+    observations = np.empty((H + 1, N, obs.shape[-1]), np.float32)
+    actions, rewards = np.empty((H, N, domain.action_dim), np.float32), np.empty((H, N))
+    observations[0] = obs
+    for t in range(H):
+        latents = [a.rollout_latents(t) for a in adapters]
+        if all(z is not None for z in latents):
+            raw = adapters[0].model.act(torch.from_numpy(observations[t]), torch.cat(latents), mean=True).numpy()
+        else:
+            raw = np.concatenate([a.rollout_policy(observations[t][i * n : (i + 1) * n], t) for i, a in enumerate(adapters)])
+        actions[t] = np.concatenate([a.explore(raw[i * n : (i + 1) * n], t) for i, a in enumerate(adapters)])
+        observations[t + 1], rewards[t] = env.step(actions[t])
+    return observations, actions, rewards
