@@ -212,7 +212,7 @@ def test_configs_reject_bad_values_and_finetune_needs_a_module():
 # -- evaluation schedule and compute accounting (every method) -----------------------------------
 
 
-@pytest.mark.parametrize("method", ["lola", "cmaes", "opti-ucb", "rela"])
+@pytest.mark.parametrize("method", ["lola", "cmaes", "opti-ucb", "rela", "race"])
 def test_sparse_evaluation_keeps_the_method_and_its_final_return(method):
     """Evaluating every 4 episodes instead of after each step must not change what the method does:
     the points it keeps equal the dense curve's, the final budget is always evaluated, and the
@@ -220,6 +220,7 @@ def test_sparse_evaluation_keeps_the_method_and_its_final_return(method):
     from dataclasses import replace
 
     from fastbfm.adapt.opti import OptiConfig, opti_seeds
+    from fastbfm.adapt.race import RaceConfig, race_seeds
     from fastbfm.adapt.search import SearchConfig, search_seeds
 
     task, model = get_task("point_mass_maze:reach_top_left"), FeatureToyBFM()
@@ -228,6 +229,7 @@ def test_sparse_evaluation_keeps_the_method_and_its_final_return(method):
         "cmaes": (search_seeds, SearchConfig(method="cmaes", episodes=5, population=2, eval_episodes=1)),
         "opti-ucb": (opti_seeds, OptiConfig(rule="ucb", episodes=5, eval_episodes=1, warm_start=True)),
         "rela": (rela_seeds, ReLAConfig(episodes=5, updates_per_episode=4, batch_size=32, eval_episodes=1)),
+        "race": (race_seeds, RaceConfig(episodes=5, stages=((4, 100, 1), (2, 250, 1), (2, 1000, 1)), eval_episodes=1)),
     }
     run, config = configs[method]
     dense = run(model, task, _prompt(START), config, [0])[0]
@@ -237,3 +239,19 @@ def test_sparse_evaluation_keeps_the_method_and_its_final_return(method):
     assert sparse.episodes == kept and sparse.episodes[-1] == dense.episodes[-1]
     assert sparse.returns == [dense.returns[dense.episodes.index(e)] for e in kept]
     assert 0 < sparse.sim_s < sparse.compute_s
+
+
+def test_every_grid_method_is_an_adapter_behind_one_interface():
+    """The CLI and the grid reach every method through make_adapter; names round-trip."""
+    from fastbfm.adapt.adapter import Adapter
+    from fastbfm.evaluate.experiments import make_adapter, method_name
+    from fastbfm.evaluate.grid import GRID_METHODS, method_config
+
+    task, model = get_task("point_mass_maze:reach_top_left"), NetToyBFM()
+    methods = [m for m in GRID_METHODS if m not in ("zero-shot", "oracle")]
+    assert len(methods) == 10
+    for method in methods:
+        config = method_config(method, episodes=2, eval_episodes=1)
+        adapter = make_adapter(model, task, _prompt(START), config, seed=0)
+        assert isinstance(adapter, Adapter) and method_name(config) == method
+        assert adapter.rollouts >= 1 and 1 <= adapter.next_horizon() <= 1000

@@ -204,7 +204,8 @@ def adapt(
     method: str = typer.Option(
         "lola",
         help="lola, lola-reset-free; rela (residual critics); finetune (TD3 on copies of the networks); black-box latent search: cmaes, cem; "
-        "cmaes-lookahead (CMA-ES on LoLA's lookahead scores); optimistic task inference (label-free unless --warm-start): opti-thompson, opti-ucb.",
+        "cmaes-lookahead (CMA-ES on LoLA's lookahead scores); optimistic task inference (label-free unless --warm-start): opti-thompson, opti-ucb; "
+        "race (fastbfm's: successive halving over latents on lookahead scores, docs/adaptation.md).",
     ),
     state_latent: bool = typer.Option(False, help="rela: a state-conditioned latent z(s) = project(z_r + delta(s)) instead of one global latent."),
     warm_start: bool = typer.Option(False, help="opti-*: centre the prior on the zero-shot reward embedding (uses labelled samples)."),
@@ -251,6 +252,10 @@ def adapt(
         from fastbfm.adapt.finetune import FinetuneConfig
 
         config = FinetuneConfig(episodes=episodes, eval_episodes=eval_episodes)
+    elif method == "race":
+        from fastbfm.adapt.race import RaceConfig
+
+        config = RaceConfig(episodes=episodes, eval_episodes=eval_episodes)
     elif method in METHODS or method == "cmaes-lookahead":
         config = SearchConfig(method=method.removesuffix("-lookahead"), episodes=episodes, population=candidates, sigma=sigma,
                               horizon=horizon if method == "cmaes-lookahead" else None, eval_episodes=eval_episodes)
@@ -294,7 +299,7 @@ def grid(
     task: list[str] = typer.Option(..., help="Task domain:task; repeat. Each model runs the tasks of its domain."),
     method: list[str] = typer.Option(
         ["zero-shot", "lola"],
-        help="zero-shot, lola, lola-reset-free, rela, finetune, cmaes, cmaes-lookahead, cem, opti-thompson, opti-ucb, oracle (the headroom yardstick); repeat."
+        help="zero-shot, lola, lola-reset-free, rela, finetune, cmaes, cmaes-lookahead, cem, opti-thompson, opti-ucb, race, oracle (the headroom yardstick); repeat."
     ),
     seeds: int = typer.Option(3, min=1, help="Seeds 0..N-1 per cell."),
     episodes: int = typer.Option(20, min=1, help="Adaptation budget in episodes."),

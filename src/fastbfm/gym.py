@@ -89,21 +89,21 @@ def run_adapter(adapter, env: gym.Env, episodes: int, episode_length: int = 1000
     """Adapt with any Gymnasium environment, one rollout at a time: the rounds of a
     :class:`~fastbfm.adapt.adapter.Adapter` (which :func:`~fastbfm.adapt.adapter.run_adapters` drives in
     one batch of simulations), for a budget of ``episodes`` episodes of ``episode_length`` steps. Each
-    round resets its rollouts with a new seed, the same one for all of them when they share a start state.
+    round resets its rollouts with new seeds, the same one for rollouts of one start group.
     Returns the environment steps spent.
 
     Reset-free rounds (``adapter.resume``) branch several rollouts from one mid-episode state, which needs a
     simulator with state restore: they are refused here (``run_adapters`` runs them)."""
     seeds = np.random.default_rng([seed, 13])
-    spent, n = 0, adapter.rollouts
+    spent = 0
     while True:
-        H = adapter.next_horizon()
+        H, n = adapter.next_horizon(), adapter.rollouts
         if spent + n * H > episodes * episode_length:
             return spent
         if adapter.resume:
             raise ValueError("reset-free rounds branch rollouts from one mid-episode state: run them with fastbfm.adapt.adapter.run_adapters")
         round_seed = int(seeds.integers(2**31))
-        rollout_seeds = [round_seed if adapter.shared_start else round_seed + i for i in range(n)]
+        rollout_seeds = [round_seed + int(group) for group in adapter.start_groups()]
         first = np.stack([env.reset(seed=s)[0] for s in rollout_seeds]).astype(np.float32)
         adapter.propose(first)
         obs = np.empty((H + 1, n, first.shape[-1]), np.float32)

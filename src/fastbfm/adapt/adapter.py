@@ -3,9 +3,10 @@
 An :class:`Adapter` is one run of a method with one seed on a frozen BFM. It owns no environment: it
 proposes what to roll out, observes the transitions with their rewards, and updates. A round is
 
-1. ``next_horizon()``: how many steps the round's ``rollouts`` simulations will run (``shared_start``:
-   all from one start state; ``resume``: from where the first rollout of the previous round ended,
-   instead of a fresh start state drawn with ``start_rng``);
+1. ``next_horizon()``: how many steps the round's ``rollouts`` simulations will run, and from where:
+   ``start_groups()`` gives each rollout a group, and each group starts from one fresh start state
+   drawn with ``start_rng`` (``shared_start``: one group; else one per rollout); ``resume``: all
+   rollouts start from where the first rollout of the previous round ended;
 2. ``propose(start_obs)``: choose the round's latents (or policy) knowing where the rollouts start;
 3. for each step, ``rollout_latents(t)`` (the latents acting, so that the driver batches one policy
    call for all runs) or, when that is None, ``rollout_policy(obs, t)``; then ``explore(actions, t)``;
@@ -51,6 +52,11 @@ class Adapter(ABC):
     def next_horizon(self) -> int:
         """Steps of the next round."""
         return self.horizon
+
+    def start_groups(self) -> np.ndarray:
+        """(rollouts,) group of each rollout of the next round; a group's rollouts share a start state
+        (common random numbers), groups numbered 0, 1, ... in order of first appearance."""
+        return np.zeros(self.rollouts, int) if self.shared_start else np.arange(self.rollouts)
 
     @property
     def resume(self) -> bool:
@@ -102,13 +108,11 @@ def run_adapters(
     """Runs of one method (one adapter per seed, same configuration) in lockstep, with a budget of
     ``episodes`` episodes of environment steps each; one curve per run, ``curve.z`` its final latent."""
     first = adapters[0]
-    model, n = first.model, first.rollouts
-    if any(a.rollouts != n or a.shared_start != first.shared_start for a in adapters):
-        raise FastBFMError("adapters run in lockstep must share their rollout layout (one method, one configuration)")
+    model = first.model
     domain = get_domain(task.domain)
     T, S = domain.episode_length, len(adapters)
     budget = episodes * T
-    env = BatchedEnv(task, num_envs=S * n)
+    envs: dict[int, BatchedEnv] = {}  # one batch of simulations per round size
     evaluate = SeedEvaluator(model, task, [a.seed for a in adapters], eval_episodes)
     label = f"{first.label} on {task.full_name}"
 
@@ -129,10 +133,15 @@ def run_adapters(
     compute, spent, rounds, chain = 0.0, 0, 0, None
     bar = tqdm(total=episodes, desc=name or f"{first.label} {task.full_name}", unit="ep", disable=not progress)
     while True:
-        H = first.next_horizon()
+        H, n = first.next_horizon(), first.rollouts
+        if any(a.rollouts != n or a.next_horizon() != H for a in adapters):
+            raise FastBFMError("adapters run in lockstep must share their rounds (one method, one configuration)")
         if spent + n * H > budget:
             break
         start = time.perf_counter()
+        if n not in envs:
+            envs[n] = BatchedEnv(task, num_envs=S * n)
+        env = envs[n]
         with torch.inference_mode():
             observations, actions, rewards = _rollout(adapters, env, domain, H, chain)
         chain = env.get_state()[::n].copy()  # where each run's first rollout ended, for resuming rounds
@@ -151,7 +160,7 @@ def run_adapters(
         bar.update(n * H / T)
     bar.close()
     with torch.inference_mode():
-        curves = recorder.finish(spent / T, current, compute, env.sim_seconds)
+        curves = recorder.finish(spent / T, current, compute, sum(e.sim_seconds for e in envs.values()))
     for curve, adapter in zip(curves, adapters):
         z = adapter.current_latent()
         curve.z = None if z is None else z.detach().clone()
@@ -164,10 +173,10 @@ def _rollout(adapters: list[Adapter], env: BatchedEnv, domain, H: int, chain: np
     starts = []
     for i, a in enumerate(adapters):
         if a.resume:
-            state = chain[i : i + 1]
+            starts.append(np.repeat(chain[i : i + 1], n, axis=0))
         else:
-            state = domain.sample_initial_state(a.start_rng, 1 if a.shared_start else n)
-        starts.append(np.repeat(state, n, axis=0) if a.shared_start else state)
+            groups = a.start_groups()
+            starts.append(domain.sample_initial_state(a.start_rng, int(groups.max()) + 1)[groups])
     obs = env.set_state(np.concatenate(starts))
     for i, a in enumerate(adapters):
         a.propose(obs[i * n : (i + 1) * n])

@@ -52,8 +52,10 @@ class Headroom:
     """Screening return of every candidate (index 0 is z_r)."""
 
 
-def candidate_latents(model: BFM, z_reward: torch.Tensor, config: OracleConfig) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(config.seed)
+def candidate_latents(model: BFM, z_reward: torch.Tensor, config: OracleConfig, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``z_reward`` then ``config.num_latents`` candidates around it and on the sphere; the draws come
+    from ``generator`` (default: one seeded with ``config.seed``)."""
+    generator = torch.Generator().manual_seed(config.seed) if generator is None else generator
     n_sphere = int(round(config.sphere_fraction * config.num_latents))
     n_local = config.num_latents - n_sphere
     sigmas = torch.tensor(config.sigmas).repeat_interleave(-(-n_local // len(config.sigmas)))[:n_local]

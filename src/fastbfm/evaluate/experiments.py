@@ -11,6 +11,7 @@ from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.finetune import Finetune, FinetuneConfig
 from fastbfm.adapt.lola import LoLA, LoLAConfig
 from fastbfm.adapt.opti import OptiConfig, OptimisticInference
+from fastbfm.adapt.race import Race, RaceConfig
 from fastbfm.adapt.rela import ReLA, ReLAConfig
 from fastbfm.adapt.search import LatentSearch, SearchConfig
 from fastbfm.adapt.zero_shot import TaskPrompt
@@ -31,14 +32,16 @@ METHOD_LABELS = {
     "cem": "CEM",
     "opti-thompson": "OpTI-TS",
     "opti-ucb": "OpTI-UCB",
+    "race": "Race (lookahead successive halving)",
 }
-AdaptConfig = LoLAConfig | SearchConfig | OptiConfig | ReLAConfig | FinetuneConfig
+AdaptConfig = LoLAConfig | SearchConfig | OptiConfig | ReLAConfig | FinetuneConfig | RaceConfig
 ADAPTERS: dict[type, type[Adapter]] = {
     LoLAConfig: LoLA,
     SearchConfig: LatentSearch,
     OptiConfig: OptimisticInference,
     ReLAConfig: ReLA,
     FinetuneConfig: Finetune,
+    RaceConfig: Race,
 }
 
 
@@ -56,6 +59,8 @@ def method_name(config: AdaptConfig) -> str:
         return "rela"
     if isinstance(config, FinetuneConfig):
         return "finetune"
+    if isinstance(config, RaceConfig):
+        return "race"
     return "lola-reset-free" if config.reset_free else "lola"
 
 

@@ -25,7 +25,7 @@ from fastbfm.bfm.checkpoint import write_json
 from fastbfm.errors import FastBFMError
 from fastbfm.report.run import write_csv
 
-GRID_METHODS = ("zero-shot", "lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "opti-thompson", "opti-ucb", "oracle")
+GRID_METHODS = ("zero-shot", "lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "opti-thompson", "opti-ucb", "race", "oracle")
 """``oracle`` is the headroom yardstick (``fastbfm headroom``): the best of 256 latents on the seed's evaluation episodes."""
 TIDY_COLUMNS = ("model", "task", "method", "seed", "budget_episodes", "episodes", "return", "compute_s_per_episode", "sim_s_per_episode")
 
@@ -48,6 +48,7 @@ def method_config(method: str, episodes: int, eval_episodes: int, eval_every: fl
     from fastbfm.adapt.finetune import FinetuneConfig
     from fastbfm.adapt.lola import LoLAConfig
     from fastbfm.adapt.opti import OptiConfig
+    from fastbfm.adapt.race import RaceConfig
     from fastbfm.adapt.rela import ReLAConfig
     from fastbfm.adapt.search import SearchConfig
 
@@ -62,6 +63,7 @@ def method_config(method: str, episodes: int, eval_episodes: int, eval_every: fl
         "cem": lambda: SearchConfig(method="cem", **budget),
         "opti-thompson": lambda: OptiConfig(rule="thompson", **budget),
         "opti-ucb": lambda: OptiConfig(rule="ucb", **budget),
+        "race": lambda: RaceConfig(**budget),
     }
     if method not in builders:
         raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(GRID_METHODS)}")

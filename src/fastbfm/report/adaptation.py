@@ -29,8 +29,8 @@ import numpy as np
 from fastbfm.errors import FastBFMError
 
 BUDGETS = (10, 20, 50)
-ORDER = ("lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "opti-ucb", "opti-thompson")
-STARTS_AT_ZERO_SHOT = ("lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem")
+ORDER = ("lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "race", "opti-ucb", "opti-thompson")
+STARTS_AT_ZERO_SHOT = ("lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "race")
 
 
 @dataclass(frozen=True)

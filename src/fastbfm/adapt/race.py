@@ -1,0 +1,135 @@
+"""Latent racing (method ``race``): successive halving over latents scored by LoLA's lookahead.
+
+fastbfm's own method, designed for the target of capturing most of the oracle's headroom within 20
+episodes. The oracle finds its best latents among many drawn around z_r at several noise scales and
+on the whole sphere, each judged on full episodes; LoLA and CMA-ES instead move one search
+distribution with small steps. A race draws candidates as the oracle does, around the incumbent
+latent (z_r at first), and spends the budget in stages that screen many latents cheaply and judge few
+of them well:
+
+- stage 1 (default): 64 latents (the incumbent among them), 100 steps each from one common start state,
+  scored by LoLA's lookahead score (discounted rewards plus the frozen critic's bootstrap);
+- stage 2: the best 16, 250 steps from a new common start state;
+- stage 3: the best 4, full episodes from 2 common start states, scored by their return.
+
+The incumbent runs in every stage whatever its score, and is replaced only by a finalist whose return
+beats its own on the same episodes, so the policy never moves on a cheap score alone. One bracket of
+the default stages spends 18.4 episodes; with a larger budget the next bracket races around the new
+incumbent. The evaluated policy is the incumbent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fastbfm.adapt.adapter import Adapter, run_adapters
+from fastbfm.adapt.curve import AdaptationCurve
+from fastbfm.adapt.lola import lookahead_scores, model_discount
+from fastbfm.adapt.oracle import OracleConfig, candidate_latents
+from fastbfm.adapt.zero_shot import TaskPrompt
+from fastbfm.bfm.protocol import BFM
+from fastbfm.envs.registry import Task, get_domain
+from fastbfm.errors import FastBFMError
+
+
+@dataclass(frozen=True)
+class RaceConfig:
+    episodes: int = 20
+    """Adaptation budget in episodes of environment steps."""
+    stages: tuple[tuple[int, int, int], ...] = ((64, 100, 1), (16, 250, 1), (4, 1000, 2))
+    """(latents, horizon, start states) per stage of a bracket: the first stage's latents are drawn, each
+    later stage keeps the best of the previous one. Horizons below the episode length are scored with
+    the critic's bootstrap; full episodes by their return."""
+    sigmas: tuple[float, ...] = (0.1, 0.2, 0.4)
+    """Noise scales of the candidates around the incumbent (per coordinate; latents have norm sqrt(d))."""
+    sphere_fraction: float = 0.25
+    """Share of the candidates drawn uniformly on the sphere."""
+    pessimism: float = 0.5
+    eval_episodes: int = 10
+    eval_every: float = 0.0
+    """Evaluate after every stage (0) or every this many episodes of budget."""
+    seed: int = 0
+
+    def __post_init__(self):
+        if not self.stages or any(len(stage) != 3 or min(stage) < 1 for stage in self.stages):
+            raise FastBFMError("race stages are (latents, horizon, start states) triples of positive integers")
+        counts = [stage[0] for stage in self.stages]
+        if counts[0] < 2 or any(b > a for a, b in zip(counts, counts[1:])):
+            raise FastBFMError(f"race stages must start with 2 or more latents and never grow: got {counts}")
+        if self.episodes < 0 or self.eval_episodes < 1 or not self.sigmas or min(self.sigmas) <= 0 or not 0 <= self.sphere_fraction <= 1:
+            raise FastBFMError("a race needs episodes >= 0, eval_episodes >= 1, positive sigmas and 0 <= sphere_fraction <= 1")
+
+
+class Race(Adapter):
+    """One seed's race: the incumbent latent and the stage of the current bracket."""
+
+    label = "race"
+
+    def __init__(self, model: BFM, prompt: TaskPrompt, config: RaceConfig, seed: int, episode_length: int):
+        super().__init__(model, seed, rollouts=config.stages[0][0] * config.stages[0][2], shared_start=False)
+        self.config, self.episode_length = config, episode_length
+        self.w, self.gamma = prompt.w.clone(), model_discount(model)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.incumbent = prompt.z.clone()
+        self.latents = self.scores = None
+        self._draw()
+
+    def _draw(self) -> None:
+        """A new bracket: the incumbent (index 0) and fresh candidates around it."""
+        count = self.config.stages[0][0]
+        draws = OracleConfig(num_latents=count - 1, sigmas=self.config.sigmas, sphere_fraction=self.config.sphere_fraction)
+        self.latents = candidate_latents(self.model, self.incumbent, draws, self.generator)
+        self.stage = 0
+        self._layout()
+
+    def _layout(self) -> None:
+        count, horizon, starts = self.config.stages[self.stage]
+        self.count, self.starts = len(self.latents), starts
+        self.horizon = min(horizon, self.episode_length)
+        self.rollouts = self.count * starts
+
+    def start_groups(self) -> np.ndarray:
+        return np.repeat(np.arange(self.starts), self.count)  # every latent from every start state
+
+    def propose(self, start_obs: np.ndarray) -> None:
+        self.z = self.latents.repeat(self.starts, 1)
+
+    def rollout_latents(self, t: int) -> torch.Tensor:
+        return self.z
+
+    def observe(self, obs, actions, rewards, next_obs) -> None:
+        if self.horizon >= self.episode_length:
+            scores = rewards.sum(0)
+        else:
+            w = self.w.expand(self.rollouts, -1)
+            scores = lookahead_scores(self.model, rewards, next_obs[-1], self.z, w, self.gamma, self.config.pessimism)
+        self.scores = scores.reshape(self.starts, self.count).mean(0)
+
+    def update(self) -> None:
+        if not np.isfinite(self.scores).all():
+            raise FastBFMError("non-finite scores")
+        if self.stage + 1 < len(self.config.stages):
+            keep = list(np.argsort(-self.scores, kind="stable")[: self.config.stages[self.stage + 1][0]])
+            if 0 not in keep:  # the incumbent (index 0) always runs
+                keep[-1] = 0
+            self.latents = self.latents[sorted(keep)]
+            self.stage += 1
+            self._layout()
+            return
+        best = int(np.argmax(self.scores))
+        if self.scores[best] > self.scores[0]:
+            self.incumbent = self.latents[best].clone()
+        self._draw()
+
+    def current_latent(self) -> torch.Tensor:
+        return self.incumbent
+
+
+def race_seeds(model: BFM, task: Task, prompt: TaskPrompt, config: RaceConfig, seeds: list[int], progress: bool = False) -> list[AdaptationCurve]:
+    """Independent races, one per seed, in lockstep (one batch of simulations)."""
+    T = get_domain(task.domain).episode_length
+    runs = [Race(model, prompt, config, seed, T) for seed in seeds]
+    return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress, f"race {task.full_name}")
