@@ -11,7 +11,7 @@ from tests.test_lola import GoalToyBFM, _prompt
 
 TASK = "point_mass_maze:reach_top_left"
 # a bracket of 16 latents x 100 steps, 4 x 250 steps, then 2 finalists x 1000 steps from 2 start states
-SMALL = RaceConfig(episodes=10, stages=((16, 100, 1), (4, 250, 1), (2, 1000, 2)), sigmas=(0.3, 0.6), eval_episodes=2)
+SMALL = RaceConfig(episodes=10, stages=((16, 100, 1), (4, 250, 1), (2, 1000, 2)), sigmas=(0.3, 0.6), screen=0, eval_episodes=2)
 
 
 def test_race_climbs_towards_the_known_optimum_within_budget():
@@ -65,3 +65,19 @@ def test_race_config_rejects_bad_stages():
         RaceConfig(stages=((4, 100),))
     with pytest.raises(FastBFMError, match="sigmas"):
         RaceConfig(sigmas=())
+
+
+def test_the_critic_screen_keeps_the_incumbent_and_the_highest_valued_latents():
+    from dataclasses import replace
+
+    model, start = GoalToyBFM(), _prompt([-1.25, 0.75, 1.0])
+    race = Race(model, start, replace(SMALL, screen=200), seed=0, episode_length=1000)
+    drawn = race.latents.clone()
+    assert len(drawn) == 201 and race.rollouts == 16
+    obs = np.array([[0.1, -0.1, 0.0, 0.0]], np.float32)
+    race.propose(obs)
+    assert len(race.latents) == 16 and torch.equal(race.latents[0], start.z)
+    o = torch.from_numpy(obs).expand(len(drawn), -1)
+    value = model.q_value(o, model.act(o, drawn, mean=True), drawn, start.w.expand(len(drawn), -1), 0.5)
+    expected = torch.argsort(value[1:], descending=True)[:15] + 1
+    torch.testing.assert_close(race.latents[1:], drawn[expected.sort().values])

@@ -107,6 +107,8 @@ def run_adapters(
 ) -> list[AdaptationCurve]:
     """Runs of one method (one adapter per seed, same configuration) in lockstep, with a budget of
     ``episodes`` episodes of environment steps each; one curve per run, ``curve.z`` its final latent."""
+    if not adapters:
+        raise FastBFMError("adaptation needs at least one run (one adapter per seed)")
     first = adapters[0]
     model = first.model
     domain = get_domain(task.domain)

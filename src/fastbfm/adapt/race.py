@@ -1,21 +1,24 @@
-"""Latent racing (method ``race``): successive halving over latents scored by LoLA's lookahead.
+"""Latent racing (method ``race``): successive halving over latents, screened by the frozen critic,
+then by LoLA's lookahead, then by full episodes.
 
 fastbfm's own method, designed for the target of capturing most of the oracle's headroom within 20
 episodes. The oracle finds its best latents among many drawn around z_r at several noise scales and
 on the whole sphere, each judged on full episodes; LoLA and CMA-ES instead move one search
 distribution with small steps. A race draws candidates as the oracle does, around the incumbent
-latent (z_r at first), and spends the budget in stages that screen many latents cheaply and judge few
-of them well:
+latent (z_r at first), and spends its budget on few of them, chosen cheaply:
 
-- stage 1 (default): 64 latents (the incumbent among them), 100 steps each from one common start state,
-  scored by LoLA's lookahead score (discounted rewards plus the frozen critic's bootstrap);
-- stage 2: the best 16, 250 steps from a new common start state;
-- stage 3: the best 4, full episodes from 2 common start states, scored by their return.
+- screen (no environment step): 4096 latents around the incumbent and on the sphere, ranked by the
+  critic's value at the bracket's first start state, psi(s0, pi(s0, z), z)^T w_r; the best 47 and the
+  incumbent go on;
+- stage 1: those 48, 250 steps each from that common start state, scored by LoLA's lookahead score
+  (discounted rewards plus the critic's bootstrap): 12 episodes;
+- stage 2: the best 3 (the incumbent among them), full episodes from 2 common start states, scored by
+  their mean return: 6 episodes.
 
 The incumbent runs in every stage whatever its score, and is replaced only by a finalist whose return
-beats its own on the same episodes, so the policy never moves on a cheap score alone. One bracket of
-the default stages spends 18.4 episodes; with a larger budget the next bracket races around the new
-incumbent. The evaluated policy is the incumbent.
+beats its own on the same episodes, so the policy never moves on a cheap score alone. A bracket spends
+18 episodes; with a larger budget the next bracket races around the new incumbent (a last bracket that
+does not fit whole changes nothing). The evaluated policy is the incumbent.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from fastbfm.errors import FastBFMError
 class RaceConfig:
     episodes: int = 20
     """Adaptation budget in episodes of environment steps."""
-    stages: tuple[tuple[int, int, int], ...] = ((64, 100, 1), (16, 250, 1), (4, 1000, 2))
+    stages: tuple[tuple[int, int, int], ...] = ((48, 250, 1), (3, 1000, 2))
     """(latents, horizon, start states) per stage of a bracket: the first stage's latents are drawn, each
     later stage keeps the best of the previous one. Horizons below the episode length are scored with
     the critic's bootstrap; full episodes by their return."""
@@ -47,6 +50,10 @@ class RaceConfig:
     """Noise scales of the candidates around the incumbent (per coordinate; latents have norm sqrt(d))."""
     sphere_fraction: float = 0.25
     """Share of the candidates drawn uniformly on the sphere."""
+    screen: int = 4096
+    """If positive: draw this many candidates and keep the first stage's count of them by the frozen
+    critic's value alone at the bracket's first start state, psi(s0, pi(s0, z), z)^T w_r (no
+    environment step spent)."""
     pessimism: float = 0.5
     eval_episodes: int = 10
     eval_every: float = 0.0
@@ -54,6 +61,8 @@ class RaceConfig:
     seed: int = 0
 
     def __post_init__(self):
+        if self.screen < 0:
+            raise FastBFMError("the race's critic screen is a number of latents >= 0")
         if not self.stages or any(len(stage) != 3 or min(stage) < 1 for stage in self.stages):
             raise FastBFMError("race stages are (latents, horizon, start states) triples of positive integers")
         counts = [stage[0] for stage in self.stages]
@@ -79,7 +88,7 @@ class Race(Adapter):
 
     def _draw(self) -> None:
         """A new bracket: the incumbent (index 0) and fresh candidates around it."""
-        count = self.config.stages[0][0]
+        count = max(self.config.stages[0][0], self.config.screen + 1)
         draws = OracleConfig(num_latents=count - 1, sigmas=self.config.sigmas, sphere_fraction=self.config.sphere_fraction)
         self.latents = candidate_latents(self.model, self.incumbent, draws, self.generator)
         self.stage = 0
@@ -87,7 +96,7 @@ class Race(Adapter):
 
     def _layout(self) -> None:
         count, horizon, starts = self.config.stages[self.stage]
-        self.count, self.starts = len(self.latents), starts
+        self.count, self.starts = count if self.stage == 0 else len(self.latents), starts
         self.horizon = min(horizon, self.episode_length)
         self.rollouts = self.count * starts
 
@@ -95,6 +104,13 @@ class Race(Adapter):
         return np.repeat(np.arange(self.starts), self.count)  # every latent from every start state
 
     def propose(self, start_obs: np.ndarray) -> None:
+        if len(self.latents) > self.count:  # the critic's screen, before the first stage
+            with torch.no_grad():
+                obs = torch.from_numpy(start_obs[:1]).expand(len(self.latents), -1)
+                w = self.w.expand(len(self.latents), -1)
+                value = self.model.q_value(obs, self.model.act(obs, self.latents, mean=True), self.latents, w, self.config.pessimism)
+            best = torch.argsort(value[1:], descending=True)[: self.count - 1] + 1
+            self.latents = self.latents[torch.cat([torch.zeros(1, dtype=torch.long), best.sort().values])]
         self.z = self.latents.repeat(self.starts, 1)
 
     def rollout_latents(self, t: int) -> torch.Tensor:

@@ -32,7 +32,7 @@ METHOD_LABELS = {
     "cem": "CEM",
     "opti-thompson": "OpTI-TS",
     "opti-ucb": "OpTI-UCB",
-    "race": "Race (lookahead successive halving)",
+    "race": "Race",
 }
 AdaptConfig = LoLAConfig | SearchConfig | OptiConfig | ReLAConfig | FinetuneConfig | RaceConfig
 ADAPTERS: dict[type, type[Adapter]] = {
