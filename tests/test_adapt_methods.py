@@ -255,3 +255,13 @@ def test_every_grid_method_is_an_adapter_behind_one_interface():
         adapter = make_adapter(model, task, _prompt(START), config, seed=0)
         assert isinstance(adapter, Adapter) and method_name(config) == method
         assert adapter.rollouts >= 1 and 1 <= adapter.next_horizon() <= 1000
+
+
+def test_a_full_replay_buffer_names_the_budget():
+    from fastbfm.adapt.online import ReplayBuffer
+
+    buffer = ReplayBuffer(capacity=2, obs_dim=1, action_dim=1)
+    buffer.add(np.zeros((2, 1)), np.zeros((2, 1)), np.zeros(2), np.zeros((2, 1)))
+    with pytest.raises(FastBFMError, match="raise the config's episodes"):
+        buffer.add(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros(1), np.zeros((1, 1)))
+    assert buffer.size == 2

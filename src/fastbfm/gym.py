@@ -104,7 +104,8 @@ def run_adapter(adapter, env: gym.Env, episodes: int, episode_length: int = 1000
             raise ValueError("reset-free rounds branch rollouts from one mid-episode state: run them with fastbfm.adapt.adapter.run_adapters")
         round_seed = int(seeds.integers(2**31))
         rollout_seeds = [round_seed + int(group) for group in adapter.start_groups()]
-        first = np.stack([env.reset(seed=s)[0] for s in rollout_seeds]).astype(np.float32)
+        start_obs = {s: env.reset(seed=s)[0] for s in set(rollout_seeds)}
+        first = np.stack([start_obs[s] for s in rollout_seeds]).astype(np.float32)
         adapter.propose(first)
         obs = np.empty((H + 1, n, first.shape[-1]), np.float32)
         actions, rewards = np.empty((H, n, *env.action_space.shape), np.float32), np.empty((H, n))

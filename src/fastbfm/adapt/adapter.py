@@ -146,7 +146,6 @@ def run_adapters(
         env = envs[n]
         with torch.inference_mode():
             observations, actions, rewards = _rollout(adapters, env, domain, H, chain)
-        chain = env.get_state()[::n].copy()  # where each run's first rollout ended, for resuming rounds
         spent += n * H
         for i, adapter in enumerate(adapters):
             part = slice(i * n, (i + 1) * n)
@@ -155,6 +154,8 @@ def run_adapters(
                 adapter.update()
             except FastBFMError as error:
                 raise FastBFMError(f"{label}: {error} (round {rounds})") from error
+        if any(a.resume for a in adapters):  # where each run's first rollout ended
+            chain = env.get_state()[::n].copy()
         compute += time.perf_counter() - start
         with torch.inference_mode():
             recorder.step(spent / T, current)

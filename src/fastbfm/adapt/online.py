@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fastbfm.errors import FastBFMError
+
 
 class ReplayBuffer:
     """Transitions (s, a, r, s', z) of one run, preallocated for its whole budget; float32 tensors.
@@ -26,6 +28,8 @@ class ReplayBuffer:
     def add(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray, z: np.ndarray | None = None) -> None:
         n = len(obs)
         end = self.size + n
+        if end > len(self.obs):
+            raise FastBFMError(f"the replay buffer holds the budget's {len(self.obs)} transitions: raise the config's episodes to collect more")
         fields = [(self.obs, obs), (self.action, action), (self.reward, reward), (self.next_obs, next_obs)]
         for field, value in fields + ([(self.z, z)] if z is not None else []):
             field[self.size : end] = torch.as_tensor(np.asarray(value, dtype=np.float32))
