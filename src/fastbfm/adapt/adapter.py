@@ -170,6 +170,16 @@ def run_adapters(
     return curves
 
 
+def run_seeds(
+    adapter_type: type[Adapter], model: BFM, task: Task, prompt, config, seeds: list[int], progress: bool = False, name: str | None = None
+) -> list[AdaptationCurve]:
+    """One run of ``adapter_type(model, prompt, config, seed, episode_length)`` per seed, in lockstep, with
+    the config's budget and evaluation schedule (``episodes``, ``eval_episodes``, ``eval_every``)."""
+    T = get_domain(task.domain).episode_length
+    runs = [adapter_type(model, prompt, config, seed, T) for seed in seeds]
+    return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress, name)
+
+
 def _rollout(adapters: list[Adapter], env: BatchedEnv, domain, H: int, chain: np.ndarray | None) -> tuple[np.ndarray, ...]:
     """One round of every adapter in one batch of simulations: observations (H+1, N, obs_dim), actions, rewards."""
     n = adapters[0].rollouts

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fastbfm.adapt.adapter import Adapter, run_adapters
+from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.lola import model_discount
 from fastbfm.adapt.online import ReplayBuffer, smoothed
@@ -35,7 +35,7 @@ from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.losses import aggregate
 from fastbfm.bfm.nn import polyak
 from fastbfm.bfm.protocol import BFM
-from fastbfm.envs.registry import Task, get_domain
+from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
 
@@ -172,6 +172,4 @@ def finetune_seeds(
     """Independent fine-tuning runs, one per seed, with their episodes in one batch of simulations; each
     seed trains its own copies of the networks, so each run equals a lone run with its seed. The
     given model is left untouched; ``curve.z`` is None (the adapted policy is the copied networks')."""
-    T = get_domain(task.domain).episode_length
-    runs = [Finetune(model, prompt, config, seed, T) for seed in seeds]
-    return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress, f"finetune {task.full_name}")
+    return run_seeds(Finetune, model, task, prompt, config, seeds, progress, f"finetune {task.full_name}")

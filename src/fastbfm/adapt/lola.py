@@ -28,11 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fastbfm.adapt.adapter import Adapter, run_adapters
+from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM
-from fastbfm.envs.registry import Task, get_domain
+from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
 
@@ -149,7 +149,5 @@ def lola_seeds(
     """Independent LoLA runs, one per seed, stepped in lockstep so that all their simulations share one
     batch and one policy call per step. Each run equals a lone run with that seed: its own start states,
     noise and Adam state."""
-    T = get_domain(task.domain).episode_length
-    runs = [LoLA(model, prompt, config, seed, T) for seed in seeds]
     name = f"{'lola-reset-free' if config.reset_free else 'lola'} {task.full_name}"
-    return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress, name)
+    return run_seeds(LoLA, model, task, prompt, config, seeds, progress, name)

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fastbfm.adapt.adapter import Adapter, run_adapters
+from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM
-from fastbfm.envs.registry import Task, get_domain
+from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
 RULES = ("thompson", "ucb")
@@ -133,9 +133,7 @@ class OptimisticInference(Adapter):
 def opti_seeds(model: BFM, task: Task, prompt: TaskPrompt | None, config: OptiConfig, seeds: list[int], progress: bool = False) -> list[AdaptationCurve]:
     """Independent runs, one per seed, in lockstep (one batch of simulations); index 0 of each curve is
     the prior mean's latent (label-free: a draw from the prior, as the mean is zero)."""
-    T = get_domain(task.domain).episode_length
-    runs = [OptimisticInference(model, prompt, config, seed, T) for seed in seeds]
-    return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress, f"opti-{config.rule} {task.full_name}")
+    return run_seeds(OptimisticInference, model, task, prompt, config, seeds, progress, f"opti-{config.rule} {task.full_name}")
 
 
 def _choose(model: BFM, posterior: LinearPosterior, rng: np.random.Generator, start_obs: np.ndarray, config: OptiConfig) -> torch.Tensor:

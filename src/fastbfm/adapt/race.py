@@ -28,13 +28,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fastbfm.adapt.adapter import Adapter, run_adapters
+from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.lola import lookahead_scores, model_discount
 from fastbfm.adapt.oracle import OracleConfig, candidate_latents
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM
-from fastbfm.envs.registry import Task, get_domain
+from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
 
@@ -146,6 +146,4 @@ class Race(Adapter):
 
 def race_seeds(model: BFM, task: Task, prompt: TaskPrompt, config: RaceConfig, seeds: list[int], progress: bool = False) -> list[AdaptationCurve]:
     """Independent races, one per seed, in lockstep (one batch of simulations)."""
-    T = get_domain(task.domain).episode_length
-    runs = [Race(model, prompt, config, seed, T) for seed in seeds]
-    return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress, f"race {task.full_name}")
+    return run_seeds(Race, model, task, prompt, config, seeds, progress, f"race {task.full_name}")

@@ -48,14 +48,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fastbfm.adapt.adapter import Adapter, run_adapters
+from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.lola import model_discount
 from fastbfm.adapt.online import ReplayBuffer, smoothed
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.nn import mlp, polyak
 from fastbfm.bfm.protocol import BFM
-from fastbfm.envs.registry import Task, get_domain
+from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
 LATENTS = ("global", "state")
@@ -174,17 +174,15 @@ class ReLA(Adapter):
         cfg, T = self.config, self.horizon
         self.noise = cfg.exploration_noise * self.noise_rng.standard_normal((T, self.model.action_dim))
         self.eps = torch.from_numpy(self.noise_rng.standard_normal((-(-T // cfg.segment), self.model.z_dim))).float()
-        self.acted = np.empty((T, self.model.z_dim), np.float32)  # the latent of every collected step
         if cfg.latent == "global":
             with torch.no_grad():
                 self.segment_z = self.model.project(self.z + cfg.latent_noise * self.eps)
+            self.acted = self.segment_z.numpy()[np.arange(T) // cfg.segment]  # the latent of every step
+        else:
+            self.acted = np.empty((T, self.model.z_dim), np.float32)  # filled as the state latents act
 
     def rollout_latents(self, t: int) -> torch.Tensor | None:
-        if self.config.latent != "global":
-            return None
-        z = self.segment_z[t // self.config.segment].unsqueeze(0)
-        self.acted[t] = z[0].numpy()
-        return z
+        return self.segment_z[t // self.config.segment].unsqueeze(0) if self.config.latent == "global" else None
 
     def rollout_policy(self, obs: np.ndarray, t: int) -> np.ndarray:
         action, z = self.act(obs, self.eps[t // self.config.segment])
@@ -249,6 +247,4 @@ def rela_seeds(
     """Independent ReLA runs, one per seed: episodes of all seeds in one batch of simulations, each
     seed's learning on its own buffer and generator, so that each run equals a lone run with its seed.
     ``curve.z`` is the adapted global latent (``latent="state"``: None, as no single latent is the policy)."""
-    T = get_domain(task.domain).episode_length
-    runs = [ReLA(model, prompt, config, seed, T) for seed in seeds]
-    return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress, f"rela {task.full_name}")
+    return run_seeds(ReLA, model, task, prompt, config, seeds, progress, f"rela {task.full_name}")

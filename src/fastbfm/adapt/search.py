@@ -18,12 +18,12 @@ import cma
 import numpy as np
 import torch
 
-from fastbfm.adapt.adapter import Adapter, run_adapters
+from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.lola import lookahead_scores, model_discount
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM
-from fastbfm.envs.registry import Task, get_domain
+from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
 METHODS = ("cmaes", "cem")
@@ -128,6 +128,4 @@ def search_seeds(
     model: BFM, task: Task, prompt: TaskPrompt, config: SearchConfig, seeds: list[int], progress: bool = False
 ) -> list[AdaptationCurve]:
     """Independent searches, one per seed, in lockstep (one batch of simulations)."""
-    T = get_domain(task.domain).episode_length
-    runs = [LatentSearch(model, prompt, config, seed, T) for seed in seeds]
-    return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress)
+    return run_seeds(LatentSearch, model, task, prompt, config, seeds, progress)

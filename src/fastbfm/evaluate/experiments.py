@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from fastbfm.adapt.adapter import Adapter, run_adapters
+from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.finetune import Finetune, FinetuneConfig
 from fastbfm.adapt.lola import LoLA, LoLAConfig
@@ -14,8 +14,7 @@ from fastbfm.adapt.opti import OptiConfig, OptimisticInference
 from fastbfm.adapt.race import Race, RaceConfig
 from fastbfm.adapt.rela import ReLA, ReLAConfig
 from fastbfm.adapt.search import LatentSearch, SearchConfig
-from fastbfm.adapt.zero_shot import TaskPrompt
-from fastbfm.adapt.zero_shot import infer_goal, infer_task
+from fastbfm.adapt.zero_shot import TaskPrompt, infer_goal, infer_task
 from fastbfm.bfm.protocol import BFM
 from fastbfm.data.dataset import TransitionDataset
 from fastbfm.envs.registry import Task, get_domain
@@ -130,9 +129,8 @@ def adapt(
     if not seeds:
         raise FastBFMError("adaptation needs at least one seed")
     prompt = infer_task(model, task, dataset, num_samples, seed=0) if needs_labels(config) else None
-    adapters = [make_adapter(model, task, prompt, config, seed) for seed in seeds]
     name = f"{method_name(config)} {task.full_name}"
-    curves: list[AdaptationCurve] = run_adapters(adapters, task, config.episodes, config.eval_episodes, config.eval_every, progress, name)
+    curves: list[AdaptationCurve] = run_seeds(ADAPTERS[type(config)], model, task, prompt, config, seeds, progress, name)
     returns = np.array([c.returns for c in curves])
     zs, final = returns[:, 0].mean(), returns[:, -1].mean()
     lowest = returns.mean(0).min()

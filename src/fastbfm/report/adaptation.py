@@ -20,7 +20,6 @@ the curves beside it. Definitions (also printed in the report):
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
