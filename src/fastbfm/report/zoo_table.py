@@ -54,7 +54,7 @@ def zoo_table() -> str:
                     cells.append("-")
                     continue
                 # a ratio to a return that rounds to 0.0 says nothing
-                ratio = f" ({row['zero_shot'] / random:.1f}x)" if random >= 0.05 else ""
+                ratio = f" ({row['zero_shot'] / random:.2f}x)" if random >= 0.05 else ""
                 cells.append(f"{row['zero_shot']:.1f} +- {row['zero_shot_std']:.1f}{ratio}")
             cells += [f"{PUBLISHED[c][task]:.0f}" if task in PUBLISHED[c] else "-" for c in published]
             lines.append("| " + " | ".join(cells) + " |")
