@@ -43,6 +43,12 @@ def test_grid_runs_resumes_and_writes_tidy_results(tmp_path):
     assert payload["model"] == "maze-fb" and len(payload["results"]) == 2
     with pytest.raises(FastBFMError, match="holds a grid with budget"):  # resuming with another budget would mix curves
         run_grid(tmp_path / "g", **{**args, "episodes": 8})
+    # a later run that adds one method to the folder keeps the earlier methods' rows
+    added = run_grid(tmp_path / "g", **{**args, "methods": ["lola"], "seeds": [0]})
+    assert added["ran"] == 1
+    rows = list(csv.DictReader((tmp_path / "g" / "results.csv").open()))
+    assert {r["method"] for r in rows} == {"zero-shot", "cem", "lola"}
+    assert len(json.loads((tmp_path / "g" / "results.json").read_text())["results"]) == 3
 
 
 def test_oracle_cell_pairs_the_best_latent_with_zero_shot_on_the_same_episodes(tmp_path):

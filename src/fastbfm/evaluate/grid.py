@@ -3,7 +3,8 @@
 Each finished cell is written atomically as ``cells/<model>__<task>__<method>__seed<k>.json``; running
 the same grid again skips the cells already there, so an interrupted grid (even by ``kill -9``) loses at
 most the cells in flight. When all cells are done the grid writes ``results.csv`` (tidy: one row per
-model, task, method, seed and budget) and ``results.json`` (the run format ``fastbfm report`` reads).
+model, task, method, seed and budget) and ``results.json`` (the run format ``fastbfm report`` reads),
+from every cell in the folder: a later run that adds a method (or names fewer) keeps the others' rows.
 Cells run on a local process pool, or as Ray tasks on a cluster given its address (``pip install ray``).
 """
 
@@ -204,10 +205,12 @@ def run_grid(
                 write_json(out / "cells" / futures[future].file_name, future.result())
                 bar.update(1)
     bar.close()
-    done = [json.loads((out / "cells" / c.file_name).read_text()) for c in cells]
+    # every cell of the folder, not only this run's: a rerun that names fewer methods keeps the others' rows
+    done = [json.loads(path.read_text()) for path in sorted((out / "cells").glob("*.json"))]
     write_csv(out / "results.csv", TIDY_COLUMNS, _tidy_rows(done))
     results = _merge_seeds(done)
-    payload = {"model": models[0] if len(models) == 1 else None, "models": models, "budget_episodes": episodes, "results": results}
+    in_folder = list(dict.fromkeys([*models, *sorted({c["cell"]["model"] for c in done})]))
+    payload = {"model": in_folder[0] if len(in_folder) == 1 else None, "models": in_folder, "budget_episodes": episodes, "results": results}
     write_json(out / "results.json", {"format_version": 1, **payload})
     return {"out": str(out), "cells": len(cells), "ran": len(todo), "results": results}
 
