@@ -53,3 +53,51 @@ def test_warm_start_needs_a_prompt_and_starts_at_its_latent():
     prompt = TaskPrompt(z=model.project(w), w=w, num_samples=1, num_rewarded=1)
     curve = opti_seeds(model, task, prompt, OptiConfig(warm_start=True, episodes=0, eval_episodes=1), [0])[0]
     torch.testing.assert_close(curve.z, model.project(w))
+
+
+REWARD_EMBEDDING = np.array([-1.0, 1.0, 0.5])
+
+
+class LinearFeatureToyBFM:
+    """GoalToyBFM (steers to 0.15 * z[:2]) with features phi(s') = (x / 0.15, y / 0.15, 1): a reward
+    phi^T w* has the known embedding w*, and pi(project(w*)) parks where that reward is nearly highest."""
+
+    obs_dim, action_dim, z_dim = 4, 2, 3
+
+    def __init__(self):
+        from tests.test_lola import GoalToyBFM
+
+        self.goal_policy = GoalToyBFM()
+
+    def act(self, obs, z, mean=True, generator=None):
+        return self.goal_policy.act(obs, z, mean)
+
+    def project(self, z):
+        return self.goal_policy.project(z)
+
+    def features(self, obs):
+        return torch.cat([obs[:, :2] / 0.15, torch.ones(obs.shape[0], 1)], -1)
+
+    def successor_features(self, obs, action, z):
+        # the policy parks at its goal: discounted features are those of the goal (one ensemble member)
+        return torch.cat([z[:, :2], torch.ones(z.shape[0], 1)], -1).unsqueeze(0) / (1 - 0.98)
+
+
+def _linear_reward(fields):
+    from fastbfm.envs.point_mass_maze import POINTMASS_GEOM
+
+    position = np.asarray(fields.geom_xpos)[..., POINTMASS_GEOM, :2]
+    return position @ REWARD_EMBEDDING[:2] / 0.15 + REWARD_EMBEDDING[2]
+
+
+@pytest.mark.parametrize("rule", ["thompson", "ucb"])
+def test_label_free_opti_recovers_a_linear_reward_and_improves(rule):
+    from fastbfm.bfm.nn import project_to_sphere
+    from fastbfm.envs.registry import Task
+
+    task = Task("point_mass_maze", "toy_linear", _linear_reward, "a reward linear in the toy's features")
+    config = OptiConfig(rule=rule, episodes=3, eval_episodes=2, candidates=8)
+    curve = opti_seeds(LinearFeatureToyBFM(), task, None, config, [0])[0]
+    answer = project_to_sphere(torch.tensor(REWARD_EMBEDDING, dtype=torch.float32))
+    assert torch.nn.functional.cosine_similarity(curve.z, answer, dim=0) > 0.99
+    assert curve.returns[-1] > curve.returns[0] + 100  # from a prior draw to the reward's own latent
