@@ -19,13 +19,26 @@ def test_race_climbs_towards_the_known_optimum_within_budget():
     start = _prompt([-1.25, 0.75, 1.0])
     curve = race_seeds(model, task, start, SMALL, [0])[0]
     optimum = evaluate_latent(model, task, project_to_sphere(torch.tensor([-1.0, 1.0, 1.0])), 2).mean()
-    # a bracket costs 1.6 + 1 + 4 = 6.6 episodes; the second one's last stage does not fit in the budget
-    np.testing.assert_allclose(curve.episodes, [0, 1.6, 2.6, 6.6, 8.2, 9.2])
+    # a bracket costs 1.6 + 1 + 4 = 6.6 episodes; the 3.4 left cannot pay even for a final, so the race stops
+    np.testing.assert_allclose(curve.episodes, [0, 1.6, 2.6, 6.6])
     # the incumbent moves only after the full episodes of a bracket's last stage
     assert curve.returns[0] == curve.returns[1] == curve.returns[2]
-    assert curve.returns[3] == curve.returns[4] == curve.returns[5]
     assert curve.returns[-1] > curve.returns[0] + 0.3 * (optimum - curve.returns[0])
     torch.testing.assert_close(curve.z.norm(), torch.tensor(3.0).sqrt())
+
+
+def test_a_last_bracket_too_long_for_the_budget_drops_its_first_stages():
+    from dataclasses import replace
+
+    task, model = get_task(TASK), GoalToyBFM()
+    start = _prompt([-1.25, 0.75, 1.0])
+    race = Race(model, start, replace(SMALL, episodes=11), seed=0, episode_length=1000)
+    assert race.bracket == SMALL.stages and race.rollouts == 16
+    race.spent = 6600  # after one whole bracket, 4.4 episodes are left: enough for the final stage alone
+    race._draw()
+    assert race.bracket == SMALL.stages[-1:] and (race.rollouts, race.next_horizon()) == (4, 1000)
+    curve = race_seeds(model, task, start, replace(SMALL, episodes=11), [0])[0]
+    np.testing.assert_allclose(curve.episodes, [0, 1.6, 2.6, 6.6, 10.6])
 
 
 def test_race_keeps_the_incumbent_when_no_finalist_beats_it():
