@@ -59,6 +59,22 @@ def test_summary_numbers_match_their_definitions(grids):
     # a grid of budget 20 has no value at 50, and its zero-shot comes from its own first point
     assert by["rela"]["improvement_20"] == pytest.approx(0.6) and by["rela"]["improvement_50"] is None
     assert by["rela"]["headroom_20"] == pytest.approx(0.3)
+    # in hindsight, task a's best method is LoLA at every budget (ReLA's grid stops at 20)
+    best = result["hindsight"]
+    assert best["methods"] == ["lola", "rela", "cmaes"] and best["tasks"] == 1
+    assert (best["headroom_10"], best["headroom_20"], best["headroom_50"]) == pytest.approx((0.25, 0.5, 0.75))
+
+
+def test_hindsight_best_takes_the_best_method_of_each_task(tmp_path):
+    rows = []
+    for task, lola, cmaes in (("maze:a", 200, 120), ("maze:b", 110, 190)):  # zero-shot 100, oracle 300 on both
+        rows += _rows("m", task, "lola", 0, 20, [(0, 100), (20, lola)])
+        rows += _rows("m", task, "cmaes", 0, 20, [(0, 100), (20, cmaes)])
+        rows += _rows("m", task, "oracle", 0, 20, [(0, 300)], compute=0, sim=0)
+    result = summarize(load_rows([_grid(tmp_path, "g", rows)]))
+    by = {r["method"]: r["headroom_20"] for r in result["summary"]}
+    assert by == pytest.approx({"lola": (0.5 + 0.05) / 2, "cmaes": (0.1 + 0.45) / 2})
+    assert result["hindsight"]["headroom_20"] == pytest.approx((0.5 + 0.45) / 2)
 
 
 def test_thresholds_leave_out_near_zero_tasks(grids):

@@ -121,7 +121,29 @@ def summarize(rows: list[dict], thresholds: Thresholds = Thresholds()) -> dict:
     models = sorted({t["model"] for t in per_task})
     by_model = {m: [_method_row(method, cells, thresholds) for method in methods
                     if (cells := [t for t in per_task if t["method"] == method and t["model"] == m])] for m in models}
-    return {"per_task": per_task, "summary": summary, "by_model": by_model, "thresholds": thresholds}
+    return {"per_task": per_task, "summary": summary, "by_model": by_model, "thresholds": thresholds,
+            "hindsight": _hindsight_best(per_task, methods, thresholds)}
+
+
+def _hindsight_best(per_task: list[dict], methods: list[str], thresholds: Thresholds) -> dict | None:
+    """Headroom share of the best method per task, chosen after seeing the results: what a perfect choice
+    among the methods run on every task with headroom would capture (a yardstick, not a method)."""
+    room = {(t["model"], t["task"]) for t in per_task
+            if t["oracle"] is not None and t["oracle"] - t["zero_shot"] >= thresholds.min_headroom}
+    everywhere = [m for m in methods if m in STARTS_AT_ZERO_SHOT
+                  and room <= {(t["model"], t["task"]) for t in per_task if t["method"] == m}]
+    if len(everywhere) < 2:
+        return None
+    result = {"methods": everywhere, "tasks": len(room)}
+    for b in BUDGETS:
+        best = []
+        for key in room:
+            shares = [(t["values"][b] - t["zero_shot"]) / (t["oracle"] - t["zero_shot"]) for t in per_task
+                      if (t["model"], t["task"]) == key and t["method"] in everywhere and t["values"][b] is not None]
+            if shares:  # the methods whose grids ran this budget
+                best.append(max(shares))
+        result[f"headroom_{b}"] = float(np.mean(best)) if best else None
+    return result
 
 
 def _method_row(method: str, cells: list[dict], thresholds: Thresholds) -> dict:
@@ -175,6 +197,11 @@ def markdown(result: dict, command: str, figure: str | None) -> str:
             f"| {pct(r['worst_dip'])} | {r['dipped_tasks']}/{r['tasks_relative']} "
             f"| {_seconds(r['compute_s'])} | {_seconds(r['compute_no_sim_s'])} |"
         )
+    if (best := result.get("hindsight")) is not None:
+        names = ", ".join(METHOD_LABELS.get(m, m) for m in best["methods"])
+        lines += ["", f"In hindsight, the best of {names} on each task (chosen after seeing the results, so not a method) "
+                  f"captures {' / '.join(pct(best[f'headroom_{b}']) for b in BUDGETS)} of the headroom @10 / @20 / @50 "
+                  f"({best['tasks']} tasks): the most a choice among these methods could reach."]
     lines += [
         "",
         "Definitions:",
