@@ -251,7 +251,7 @@ def test_every_grid_method_is_an_adapter_behind_one_interface():
     methods = [m for m in GRID_METHODS if m not in ("zero-shot", "oracle")]
     assert len(methods) == 10
     for method in methods:
-        config = method_config(method, episodes=2, eval_episodes=1)
+        config = method_config(method, episodes=20, eval_episodes=1)
         adapter = make_adapter(model, task, _prompt(START), config, seed=0)
         assert isinstance(adapter, Adapter) and method_name(config) == method
         assert adapter.rollouts >= 1 and 1 <= adapter.next_horizon() <= 1000

@@ -27,18 +27,22 @@ def test_race_climbs_towards_the_known_optimum_within_budget():
     torch.testing.assert_close(curve.z.norm(), torch.tensor(3.0).sqrt())
 
 
-def test_a_last_bracket_too_long_for_the_budget_drops_its_first_stages():
+def test_a_bracket_the_budget_cannot_pay_for_is_not_started():
     from dataclasses import replace
 
     task, model = get_task(TASK), GoalToyBFM()
     start = _prompt([-1.25, 0.75, 1.0])
-    race = Race(model, start, replace(SMALL, episodes=11), seed=0, episode_length=1000)
-    assert race.bracket == SMALL.stages and race.rollouts == 16
-    race.spent = 6600  # after one whole bracket, 4.4 episodes are left: enough for the final stage alone
-    race._draw()
-    assert race.bracket == SMALL.stages[-1:] and (race.rollouts, race.next_horizon()) == (4, 1000)
-    curve = race_seeds(model, task, start, replace(SMALL, episodes=11), [0])[0]
-    np.testing.assert_allclose(curve.episodes, [0, 1.6, 2.6, 6.6, 10.6])
+    # 12 episodes: one bracket (6.6) fits, the 5.4 left do not pay for a second, whose final alone costs 4
+    curve = race_seeds(model, task, start, replace(SMALL, episodes=12), [0])[0]
+    np.testing.assert_allclose(curve.episodes, [0, 1.6, 2.6, 6.6])
+    race = Race(model, start, replace(SMALL, episodes=14), seed=0, episode_length=1000)
+    assert not race.done
+    race.spent = 7000  # 7 episodes left: a whole bracket fits
+    assert not race.done
+    race.spent = 7500
+    assert race.done
+    with pytest.raises(FastBFMError, match="bracket costs 6.6 episodes, more than the budget of 5"):
+        Race(model, start, replace(SMALL, episodes=5), seed=0, episode_length=1000)
 
 
 def test_race_keeps_the_incumbent_when_no_finalist_beats_it():

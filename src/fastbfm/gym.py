@@ -98,7 +98,7 @@ def run_adapter(adapter, env: gym.Env, episodes: int, episode_length: int = 1000
     spent = 0
     while True:
         H, n = adapter.next_horizon(), adapter.rollouts
-        if spent + n * H > episodes * episode_length:
+        if spent + n * H > episodes * episode_length or adapter.done:
             return spent
         if adapter.resume:
             raise ValueError("reset-free rounds branch rollouts from one mid-episode state: run them with fastbfm.adapt.adapter.run_adapters")

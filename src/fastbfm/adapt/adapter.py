@@ -15,7 +15,8 @@ proposes what to roll out, observes the transitions with their rewards, and upda
 
 Between rounds, ``current_latent()`` (or ``policy(obs)`` when no single latent is the policy) is what
 adaptation has produced so far. :func:`run_adapters` drives runs of one method in lockstep, all their
-simulations in one batch, stops when the next round would exceed the budget of environment steps, and
+simulations in one batch, stops when the next round would exceed the budget of environment steps (or
+the method is ``done``), and
 evaluates every run on its seed's fixed episodes (:class:`~fastbfm.evaluate.rollout.SeedEvaluator`).
 A user with another simulator, or a real system, writes the same loop around the same adapters.
 """
@@ -57,6 +58,12 @@ class Adapter(ABC):
         """(rollouts,) group of each rollout of the next round; a group's rollouts share a start state
         (common random numbers), groups numbered 0, 1, ... in order of first appearance."""
         return np.zeros(self.rollouts, int) if self.shared_start else np.arange(self.rollouts)
+
+    @property
+    def done(self) -> bool:
+        """The method has nothing worth spending the rest of its budget on (a race whose next bracket
+        does not fit); the drivers then stop early."""
+        return False
 
     @property
     def resume(self) -> bool:
@@ -138,7 +145,7 @@ def run_adapters(
         H, n = first.next_horizon(), first.rollouts
         if any(a.rollouts != n or a.next_horizon() != H for a in adapters):
             raise FastBFMError("adapters run in lockstep must share their rounds (one method, one configuration)")
-        if spent + n * H > budget:
+        if spent + n * H > budget or first.done:
             break
         start = time.perf_counter()
         if n not in envs:

@@ -17,10 +17,9 @@ latent (z_r at first), and spends its budget on few of them, chosen cheaply:
 
 The incumbent runs in every stage whatever its score, and is replaced only by a finalist whose return
 beats its own on the same episodes, so the policy never moves on a cheap score alone. A bracket spends
-18 episodes; with a larger budget the next bracket races around the new incumbent. A last bracket that
-does not fit whole drops its first stages (at a budget of 50: after two brackets, the 14 episodes left
-pay for a final of the critic's best 2 and the incumbent), and stops when not even its final fits. The
-evaluated policy is the incumbent.
+18 episodes; with a larger budget the next bracket races around the new incumbent. A bracket that the
+rest of the budget cannot pay for whole is not started (at a budget of 50 the race stops after 36
+episodes). The evaluated policy is the incumbent.
 """
 
 from __future__ import annotations
@@ -86,27 +85,33 @@ class Race(Adapter):
         self.generator = torch.Generator().manual_seed(seed)
         self.incumbent = prompt.z.clone()
         self.latents = self.scores = None
-        self.budget, self.spent = config.episodes * episode_length, 0
+        self.budget, self.spent, self.stage = config.episodes * episode_length, 0, 0
+        if config.episodes > 0 and self.done:
+            bracket = self._bracket_steps() / episode_length
+            raise FastBFMError(f"a race's bracket costs {bracket:g} episodes, more than the budget of {config.episodes}: "
+                               "give it more episodes or smaller stages")
         self._draw()
 
-    def _bracket_steps(self, stages: tuple[tuple[int, int, int], ...]) -> int:
-        return sum(count * min(horizon, self.episode_length) * starts for count, horizon, starts in stages)
+    def _bracket_steps(self) -> int:
+        return sum(count * min(horizon, self.episode_length) * starts for count, horizon, starts in self.config.stages)
+
+    @property
+    def done(self) -> bool:
+        """The rest of the budget cannot pay for a whole bracket: a bracket cut short of its final would
+        spend episodes and never move the incumbent, and a final without its lookahead stage would pick
+        finalists on the critic alone and decide on two noisy episodes (measured: worse on average)."""
+        return self.stage == 0 and self._bracket_steps() > self.budget - self.spent
 
     def _draw(self) -> None:
-        """A new bracket: the incumbent (index 0) and fresh candidates around it. When the rest of the
-        budget cannot pay for the whole bracket, its first stages are dropped: a bracket cut short of its
-        last stage would spend episodes and never move the incumbent."""
-        self.bracket = self.config.stages
-        while len(self.bracket) > 1 and self._bracket_steps(self.bracket) > self.budget - self.spent:
-            self.bracket = self.bracket[1:]
-        count = max(self.bracket[0][0], self.config.screen + 1)
+        """A new bracket: the incumbent (index 0) and fresh candidates around it."""
+        count = max(self.config.stages[0][0], self.config.screen + 1)
         draws = OracleConfig(num_latents=count - 1, sigmas=self.config.sigmas, sphere_fraction=self.config.sphere_fraction)
         self.latents = candidate_latents(self.model, self.incumbent, draws, self.generator)
         self.stage = 0
         self._layout()
 
     def _layout(self) -> None:
-        count, horizon, starts = self.bracket[self.stage]
+        count, horizon, starts = self.config.stages[self.stage]
         self.count, self.starts = count if self.stage == 0 else len(self.latents), starts
         self.horizon = min(horizon, self.episode_length)
         self.rollouts = self.count * starts
@@ -139,8 +144,8 @@ class Race(Adapter):
     def update(self) -> None:
         if not np.isfinite(self.scores).all():
             raise FastBFMError("non-finite scores")
-        if self.stage + 1 < len(self.bracket):
-            keep = list(np.argsort(-self.scores, kind="stable")[: self.bracket[self.stage + 1][0]])
+        if self.stage + 1 < len(self.config.stages):
+            keep = list(np.argsort(-self.scores, kind="stable")[: self.config.stages[self.stage + 1][0]])
             if 0 not in keep:  # the incumbent (index 0) always runs
                 keep[-1] = 0
             self.latents = self.latents[sorted(keep)]
