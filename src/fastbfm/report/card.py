@@ -22,7 +22,7 @@ from fastbfm.data.collect import room_fractions
 from fastbfm.envs import get_task, list_tasks
 from fastbfm.errors import FastBFMError
 from fastbfm.evaluate.experiments import zero_shot
-from fastbfm.zoo import ZOO_DIR
+from fastbfm.zoo import ZOO_DIR, resolve_model
 
 ZERO_SHOT = "zero_shot.json"
 """Next to each shipped model: its card's zero-shot rows, read by :mod:`fastbfm.report.zoo_table`."""
@@ -121,14 +121,14 @@ def rewrite_zero_shot(model, name: str, domain: str, episodes: int) -> Path:
     if cut < 0:
         raise FastBFMError(f"{card} has no '{ZERO_SHOT_HEADING.split('(')[0].strip()}' section to rewrite")
     rows = write_zero_shot(model, target, name, domain, ensure_dataset(domain, progress=False), episodes)
-    command = f"python -m fastbfm.report.card {target} {name} --zero-shot-only --episodes {episodes}"
+    command = f"python -m fastbfm.report.card {name} {name} --zero-shot-only --episodes {episodes}"
     card.write_text(text[:cut] + "\n".join(zero_shot_section(rows, episodes, name, command)))
     return card
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("run_dir", type=Path, help="a run folder (with --zero-shot-only: also a shipped model's name)")
     parser.add_argument("name")
     parser.add_argument("--domain", default=None, help="default: the one the run was trained on")
     parser.add_argument("--episodes", type=int, default=ZOO_EPISODES)
@@ -137,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.zero_shot_only:
         torch.set_num_threads(1)
-        model = load_model(args.run_dir)
+        model = load_model(resolve_model(args.run_dir))  # a shipped model by its name, or a folder
         print(rewrite_zero_shot(model, args.name, args.domain or model.meta["domain"], args.episodes))
         return
     domain = args.domain or load_model(args.run_dir).meta["domain"]
