@@ -117,9 +117,10 @@ def rewrite_zero_shot(model, name: str, domain: str, episodes: int) -> Path:
     target = ZOO_DIR / name
     card = target / "MODEL_CARD.md"
     text = card.read_text()
-    cut = text.find(ZERO_SHOT_HEADING.split("(")[0])
+    heading = ZERO_SHOT_HEADING.split(" (")[0]
+    cut = text.find(heading)
     if cut < 0:
-        raise FastBFMError(f"{card} has no '{ZERO_SHOT_HEADING.split('(')[0].strip()}' section to rewrite")
+        raise FastBFMError(f"{card} has no '{heading}' section to rewrite")
     rows = write_zero_shot(model, target, name, domain, ensure_dataset(domain, progress=False), episodes)
     command = f"python -m fastbfm.report.card {name} {name} --zero-shot-only --episodes {episodes}"
     card.write_text(text[:cut] + "\n".join(zero_shot_section(rows, episodes, name, command)))
