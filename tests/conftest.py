@@ -1,10 +1,13 @@
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from fastbfm.data.collect import CollectConfig, collect
 
-torch.set_num_threads(1)
+# FASTBFM_TEST_THREADS runs the suite at another thread count (results must not depend on it beyond tolerances).
+torch.set_num_threads(int(os.environ.get("FASTBFM_TEST_THREADS", "1")))
 
 
 @pytest.fixture(scope="session")

@@ -144,7 +144,13 @@ def test_rendered_returns_are_evaluation_returns_and_panels_sit_side_by_side(tmp
     z_other = infer_goal(model, np.array([*TARGETS["reach_bottom_right"], 0.0, 0.0]))
     frames, returns = render_latents(model, task, {"goal": z_goal, "other": z_other}, seed=0, every=500, width=40, height=30)
     assert len(frames) == 3 and frames[0].shape == (30 + 22, 80, 3) and frames[0].dtype == np.uint8
-    assert returns["goal"] == pytest.approx(evaluate_latent(model, task, z_goal, episodes=1, seed=0)[0], rel=1e-9)
+    # Two latents share one batch, so the policy's matmuls differ in shape from a one-latent evaluation:
+    # equal up to float rounding, which depends on the CPU's kernels (AVX2 against AVX-512).
+    alone = evaluate_latent(model, task, z_goal, episodes=1, seed=0)[0]
+    assert returns["goal"] == pytest.approx(alone, rel=1e-4)
+    # One latent is the same computation as the evaluation: bit-exact.
+    _, single = render_latents(model, task, {"goal": z_goal}, seed=0, every=500, width=40, height=30)
+    assert single["goal"] == alone
     assert returns["goal"] > 0
     # The point mass moves: the last frame differs from the first.
     assert np.abs(frames[-1].astype(int) - frames[0].astype(int)).sum() > 0
