@@ -130,11 +130,21 @@ def pretrain(
     lr_f: Optional[float] = typer.Option(None, min=0.0, help="Override the preset's learning rate of F (fb only)."),
     lr_b: Optional[float] = typer.Option(None, min=0.0, help="Override the preset's learning rate of B (fb only)."),
     lr_actor: Optional[float] = typer.Option(None, min=0.0, help="Override the preset's learning rate of the actor."),
+    device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda: model, dataset and batch sampling live there."),
+    max_minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many minutes with a checkpoint; rerun to continue."),
+    log_every: int = typer.Option(1000, min=1, help="Updates per row of metrics.jsonl (part of the run: a resume must keep it)."),
+    tf32: bool = typer.Option(True, help="TF32 matmuls on CUDA (--no-tf32: full float32)."),
+    bf16: bool = typer.Option(False, help="bf16 autocast on CUDA (off by default: its effect on returns is not measured yet)."),
+    cuda_graphs: bool = typer.Option(True, help="On CUDA, capture the whole update in a CUDA graph and replay it (--no-cuda-graphs: eager)."),
+    allow_new_lr: bool = typer.Option(False, help="Resume with new learning rates (recorded as a new segment of the run's history)."),
     resimulate: bool = RESIM_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
-    """Pretrain a BFM (FB, HILP or PSM) on a reward-free dataset (resumes from the run folder's last checkpoint)."""
+    """Pretrain a BFM (FB, HILP or PSM) on a reward-free dataset (resumes from the run folder's last checkpoint).
+
+    Rerunning into a run folder continues it; options that would change the run (seed, dataset, preset,
+    discount, learning rates, ...) are refused with the list of differences."""
     from fastbfm.bfm.checkpoint import read_json
     from fastbfm.bfm.train import pretrain as run_pretrain
 
@@ -153,10 +163,27 @@ def pretrain(
         },
         resimulate=resimulate,
         algorithm=algorithm,
+        device=device,
+        max_minutes=max_minutes,
+        log_every=log_every,
+        tf32=tf32,
+        bf16=bf16,
+        cuda_graphs=cuda_graphs,
+        allow_new_lr=allow_new_lr,
     )
     meta = read_json(out / "config.json")["meta"]
-    payload = {"out": str(out), "algorithm": algorithm, "updates": meta["updates"], "wall_time_s": meta["wall_time_s"], "preset": preset}
-    _emit(payload, as_json, f"trained {meta['updates']} updates in {meta['wall_time_s']} s -> {out}")
+    complete = meta["updates"] >= meta["train"]["num_updates"]
+    payload = {
+        "out": str(out),
+        "algorithm": algorithm,
+        "updates": meta["updates"],
+        "wall_time_s": meta["wall_time_s"],
+        "preset": preset,
+        "complete": complete,
+        "device": meta["history"][-1]["device"],
+    }
+    stopped = "" if complete else f" (stopped at the time limit; rerun to continue to {meta['train']['num_updates']})"
+    _emit(payload, as_json, f"trained {meta['updates']} updates in {meta['wall_time_s']} s -> {out}{stopped}")
 
 
 @app.command("eval")

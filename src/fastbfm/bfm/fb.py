@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from fastbfm.bfm.device import adam_options
 from fastbfm.bfm.losses import actor_loss, aggregate, fb_loss, orthonormality_loss
 from fastbfm.bfm.nn import TwoStreamNet, mlp, project_to_sphere, soft_update
 from fastbfm.bfm.protocol import ForwardBackwardInference, NormalizedLatentPolicy, check_reward_embedding, check_reward_samples
@@ -103,10 +104,15 @@ class FBModel(NormalizedLatentPolicy, ForwardBackwardInference, nn.Module):
 
 
 class FBTrainer:
-    """Optimisers and target networks around an :class:`FBModel`; ``update(batch) -> metrics``."""
+    """Optimisers and target networks around an :class:`FBModel`; ``update(batch) -> metrics``.
+
+    The trainer runs on the model's device (the generator must live there too). ``update`` never reads
+    a value back to the host: its metrics are 0-dim device tensors, so a CUDA graph can capture it.
+    """
 
     def __init__(self, model: FBModel, config: FBTrainConfig, generator: torch.Generator):
         self.model, self.config, self.generator = model, config, generator
+        self.device = model.obs_mean.device
         model.train()
         model.requires_grad_(True)
         self.target_forward = copy.deepcopy(model.forward_map).requires_grad_(False)
@@ -115,9 +121,11 @@ class FBTrainer:
             [
                 {"params": model.forward_map.parameters(), "lr": config.lr_f},
                 {"params": model.backward_map.parameters(), "lr": config.lr_b},
-            ]
+            ],
+            **adam_options(self.device),
         )
-        self.actor_optimizer = torch.optim.Adam(model.actor.parameters(), lr=config.lr_actor)
+        self.actor_optimizer = torch.optim.Adam(model.actor.parameters(), lr=config.lr_actor, **adam_options(self.device))
+        self.identity = torch.eye(model.z_dim, device=self.device)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"target_forward": self.target_forward, "target_backward": self.target_backward}
@@ -131,13 +139,13 @@ class FBTrainer:
     def sample_training_z(self, next_obs: torch.Tensor) -> torch.Tensor:
         n = next_obs.shape[0]
         z = self.model.sample_z(n, self.generator)
-        from_data = torch.rand(n, generator=self.generator) < self.config.mix_ratio
-        perm = torch.randperm(n, generator=self.generator)
+        from_data = torch.rand(n, generator=self.generator, device=self.device) < self.config.mix_ratio
+        perm = torch.randperm(n, generator=self.generator, device=self.device)
         with torch.no_grad():
             z_data = self.model.B(next_obs[perm])
         return torch.where(from_data.unsqueeze(-1), z_data, z)
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, model = self.config, self.model
         obs, action, next_obs, discount = batch["obs"], batch["action"], batch["next_obs"], batch["discount"]
         z = self.sample_training_z(next_obs)
@@ -173,15 +181,15 @@ class FBTrainer:
         soft_update(self.target_backward, model.backward_map, cfg.tau)
         with torch.no_grad():
             # E[B B^T] should approach the identity (|B|^2 = d makes its trace d already).
-            cov_error = B.T @ B / B.shape[0] - torch.eye(model.z_dim)
-        metrics.update(ortho_metrics)
-        metrics.update(actor_metrics)
-        metrics.update(
-            fb_loss=loss_fb.item(),
-            ortho_loss=loss_ortho.item(),
-            actor_loss=loss_actor.item(),
-            target_M=target_M.mean().item(),
-            orth_linf=cov_error.abs().max().item(),
-            orth_l2=(cov_error.norm() / model.z_dim**0.5).item(),
-        )
+            cov_error = B.T @ B / B.shape[0] - self.identity
+            metrics.update(ortho_metrics)
+            metrics.update(actor_metrics)
+            metrics.update(
+                fb_loss=loss_fb.detach(),
+                ortho_loss=loss_ortho.detach(),
+                actor_loss=loss_actor.detach(),
+                target_M=target_M.mean(),
+                orth_linf=cov_error.abs().max(),
+                orth_l2=cov_error.norm() / model.z_dim**0.5,
+            )
         return metrics

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fastbfm.bfm.device import adam_options
 from fastbfm.bfm.losses import hilbert_value_loss
 from fastbfm.bfm.nn import mlp, soft_update
 from fastbfm.bfm.sf import SFModel, SFTrainConfig, SuccessorFeatureTrainer
@@ -43,11 +44,11 @@ class HILPTrainer(SuccessorFeatureTrainer):
     def __init__(self, model: SFModel, config: HILPTrainConfig, generator: torch.Generator):
         super().__init__(model, config, generator)
         c = model.config
-        self.second_feature_map = mlp(c.obs_dim, [c.feature_hidden_dim] * 2, c.z_dim, ensemble_size=1)
+        self.second_feature_map = mlp(c.obs_dim, [c.feature_hidden_dim] * 2, c.z_dim, ensemble_size=1).to(self.device)
         self.target_feature_maps = copy.deepcopy(torch.nn.ModuleList([model.feature_map, self.second_feature_map]))
         self.target_feature_maps.requires_grad_(False)
         self.phi_optimizer = torch.optim.Adam(
-            [*model.feature_map.parameters(), *self.second_feature_map.parameters()], lr=config.lr_phi
+            [*model.feature_map.parameters(), *self.second_feature_map.parameters()], lr=config.lr_phi, **adam_options(self.device)
         )
 
     def modules(self):
@@ -64,7 +65,7 @@ class HILPTrainer(SuccessorFeatureTrainer):
         x = self.model.normalize(x).unsqueeze(0)
         return torch.stack([m(x)[0] for m in maps])
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, model = self.config, self.model
         obs, next_obs, goal = batch["obs"], batch["next_obs"], batch["goal"]
         online = [model.feature_map, self.second_feature_map]
@@ -84,5 +85,5 @@ class HILPTrainer(SuccessorFeatureTrainer):
             raw_next = model.raw_features(next_obs)
             self.track_feature_statistics(raw_next, centre=True)
         metrics.update(self.update_successor_features(batch, raw_next - model.feature_mean))
-        metrics["phi_loss"] = loss_phi.item()
+        metrics["phi_loss"] = loss_phi.detach()
         return metrics

@@ -1,4 +1,8 @@
-"""Pure loss functions: tensors in, (loss, metrics) out, nothing else touched."""
+"""Pure loss functions: tensors in, (loss, metrics) out, nothing else touched.
+
+Metrics are detached 0-dim tensors on the inputs' device (reading them as numbers would synchronise a
+GPU with the host at every update); the training loop reads their sums once per log interval.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +23,15 @@ def aggregate(values: torch.Tensor, pessimism: float) -> torch.Tensor:
     return mean - pessimism * spread
 
 
-def _off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
+def _off_diagonal_mean(matrix: torch.Tensor) -> torch.Tensor:
+    """Mean of the off-diagonal entries of the last two (square) axes. A multiplicative mask, not
+    boolean indexing: indexing by a mask asks the host for the number of entries (a GPU sync)."""
     n = matrix.shape[-1]
-    mask = ~torch.eye(n, dtype=torch.bool, device=matrix.device)
-    return matrix[..., mask]
+    mask = 1 - torch.eye(n, dtype=matrix.dtype, device=matrix.device)
+    return (matrix * mask).sum((-2, -1)) / (n * (n - 1))
 
 
-def fb_loss(M: torch.Tensor, target_M: torch.Tensor, discount: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def fb_loss(M: torch.Tensor, target_M: torch.Tensor, discount: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Forward-backward TD loss on the N x N measure matrices.
 
     ``M[k, i, j] = F_k(s_i, a_i, z_i)^T B(s'_j)`` for each ensemble member; ``target_M[i, j]`` is the
@@ -33,30 +39,30 @@ def fb_loss(M: torch.Tensor, target_M: torch.Tensor, discount: torch.Tensor) -> 
     to the discounted target (samples from the data distribution); the diagonal is pushed up (the
     positives: s'_i follows (s_i, a_i)). Summed over the ensemble.
     """
-    target = (discount.view(1, -1, 1) * target_M.detach()).expand_as(M)
-    off_diag = 0.5 * (_off_diagonal(M) - _off_diagonal(target)).pow(2).mean(-1)
+    target = discount.view(1, -1, 1) * target_M.detach()
+    off_diag = 0.5 * _off_diagonal_mean((M - target).pow(2))
     diag = torch.diagonal(M, dim1=-2, dim2=-1).mean(-1)
     loss = (off_diag - diag).sum()
-    return loss, {"fb_offdiag": off_diag.mean().item(), "fb_diag": diag.mean().item()}
+    return loss, {"fb_offdiag": off_diag.detach().mean(), "fb_diag": diag.detach().mean()}
 
 
-def orthonormality_loss(B: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def orthonormality_loss(B: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Unbiased estimate (up to a constant) of ||E[B B^T] - I||^2 from a batch (N, d), Meta Motivo's scale."""
     cov = B @ B.T
-    off_diag = 0.5 * _off_diagonal(cov).pow(2).mean()
+    off_diag = 0.5 * _off_diagonal_mean(cov.pow(2))
     diag = torch.diagonal(cov).mean()
-    return off_diag - diag, {"ortho_offdiag": off_diag.item(), "ortho_diag": diag.item()}
+    return off_diag - diag, {"ortho_offdiag": off_diag.detach(), "ortho_diag": diag.detach()}
 
 
-def actor_loss(Q: torch.Tensor, pessimism: float) -> tuple[torch.Tensor, dict[str, float]]:
+def actor_loss(Q: torch.Tensor, pessimism: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Q is (K, N): the ensemble's F_k(s, pi(s, z), z)^T z; maximise its pessimistic aggregate."""
-    q = aggregate(Q, pessimism)
-    return -q.mean(), {"actor_q": q.mean().item()}
+    q = aggregate(Q, pessimism).mean()
+    return -q, {"actor_q": q.detach()}
 
 
 def successor_feature_loss(
     psi: torch.Tensor, target_psi: torch.Tensor, features: torch.Tensor, discount: torch.Tensor, z: torch.Tensor, q_loss: bool = False
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """TD loss of successor features psi_k(s, a, z) (K, N, d) towards phi(s') + gamma_i psi'(s', a', z).
 
     The bootstrap takes, per sample, the target head with the smaller value psi'^T z (HILP's choice).
@@ -71,7 +77,7 @@ def successor_feature_loss(
     else:
         err = (psi - target).pow(2).sum(-1)
     loss = err.mean(-1).sum()
-    return loss, {"sf_td": err.mean().item(), "target_q": (target * z).sum(-1).mean().item()}
+    return loss, {"sf_td": err.detach().mean(), "target_q": (target * z).sum(-1).mean()}
 
 
 def expectile_weights(advantage: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -86,7 +92,7 @@ def hilbert_value_loss(
     reached: torch.Tensor,
     discount: float,
     expectile: float,
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """HILP's goal-conditioned value loss for V_k(s, g) = -|phi_k(s) - phi_k(g)| (K, N).
 
     Reward -1 until the goal is reached (``reached``: s = g), where the episode ends. Each V_k regresses
@@ -98,4 +104,4 @@ def hilbert_value_loss(
     q = (reward + discount * mask * target_next_value).detach()
     advantage = (reward + discount * mask * target_next_value.min(0).values - target_value.mean(0)).detach()
     loss = (expectile_weights(advantage, expectile) * (q - value).pow(2)).mean(-1).sum()
-    return loss, {"phi_value": value.mean().item(), "phi_advantage": advantage.mean().item()}
+    return loss, {"phi_value": value.detach().mean(), "phi_advantage": advantage.mean()}

@@ -107,4 +107,5 @@ class NormalizedLatentPolicy:
         return project_to_sphere(z)
 
     def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.project(torch.randn(n, self.z_dim, generator=generator))
+        device = generator.device if generator is not None else self.obs_mean.device
+        return self.project(torch.randn(n, self.z_dim, generator=generator, device=device))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from fastbfm.bfm.device import adam_options
 from fastbfm.bfm.losses import aggregate, fb_loss, orthonormality_loss
 from fastbfm.bfm.nn import TwoStreamNet, project_to_sphere, soft_update
 from fastbfm.bfm.sf import SFModel, SFTrainConfig, SuccessorFeatureTrainer
@@ -54,12 +55,16 @@ class Codebook(nn.Module):
         super().__init__()
         k, m = config.codebook_features, config.code_bits
         self.gain = config.codebook_gain
-        self.register_buffer("frequencies", config.codebook_bandwidth * torch.randn(obs_dim, k, generator=generator))
-        self.register_buffer("phases", 2 * math.pi * torch.rand(k, generator=generator))
-        self.register_buffer("projections", torch.randn(m, k, action_dim, generator=generator) / math.sqrt(m * k / 2))
+        device = generator.device
+        self.register_buffer("frequencies", config.codebook_bandwidth * torch.randn(obs_dim, k, generator=generator, device=device))
+        self.register_buffer("phases", 2 * math.pi * torch.rand(k, generator=generator, device=device))
+        self.register_buffer(
+            "projections", torch.randn(m, k, action_dim, generator=generator, device=device) / math.sqrt(m * k / 2)
+        )
 
     def sample_codes(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.randint(0, 2, (n, self.projections.shape[0]), generator=generator).float() * 2 - 1
+        m = self.projections.shape[0]
+        return torch.randint(0, 2, (n, m), generator=generator, device=self.projections.device).float() * 2 - 1
 
     def act(self, normalized_obs: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
         rff = torch.cos(normalized_obs @ self.frequencies + self.phases)
@@ -72,14 +77,15 @@ class PSMTrainer(SuccessorFeatureTrainer):
         super().__init__(model, config, generator)
         c = model.config
         self.codebook = Codebook(c.obs_dim, c.action_dim, config, generator)
-        self.proto_forward = TwoStreamNet(c.obs_dim, c.action_dim, config.code_bits, c.hidden_dim, c.z_dim, c.ensemble_size)
+        self.proto_forward = TwoStreamNet(c.obs_dim, c.action_dim, config.code_bits, c.hidden_dim, c.z_dim, c.ensemble_size).to(self.device)
         self.target_proto_forward = copy.deepcopy(self.proto_forward).requires_grad_(False)
         self.target_feature_map = copy.deepcopy(model.feature_map).requires_grad_(False)
         self.proto_optimizer = torch.optim.Adam(
             [
                 {"params": self.proto_forward.parameters(), "lr": config.lr_proto},
                 {"params": model.feature_map.parameters(), "lr": config.lr_phi},
-            ]
+            ],
+            **adam_options(self.device),
         )
 
     def modules(self):
@@ -94,7 +100,7 @@ class PSMTrainer(SuccessorFeatureTrainer):
     def optimizers(self):
         return {**super().optimizers(), "proto": self.proto_optimizer}
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cfg, model = self.config, self.model
         obs, action, next_obs, discount = batch["obs"], batch["action"], batch["next_obs"], batch["discount"]
         codes = self.codebook.sample_codes(len(obs), self.generator)
@@ -117,15 +123,15 @@ class PSMTrainer(SuccessorFeatureTrainer):
         with torch.no_grad():
             raw_next = model.raw_features(next_obs)
             self.track_feature_statistics(raw_next, centre=False)
-            cov_error = raw_next.T @ raw_next / len(raw_next) - torch.eye(model.z_dim)
+            cov_error = raw_next.T @ raw_next / len(raw_next) - self.identity
         metrics.update(ortho_metrics)
         # PSM's features are used uncentred: the basis is orthonormal under the data distribution.
         metrics.update(self.update_successor_features(batch, raw_next))
         metrics.update(
-            proto_loss=loss_proto.item(),
-            ortho_loss=loss_ortho.item(),
-            target_M=target_M.mean().item(),
-            orth_linf=cov_error.abs().max().item(),
-            orth_l2=(cov_error.norm() / model.z_dim**0.5).item(),
+            proto_loss=loss_proto.detach(),
+            ortho_loss=loss_ortho.detach(),
+            target_M=target_M.mean(),
+            orth_linf=cov_error.abs().max(),
+            orth_l2=cov_error.norm() / model.z_dim**0.5,
         )
         return metrics

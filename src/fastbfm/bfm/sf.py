@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from fastbfm.bfm.device import adam_options
 from fastbfm.bfm.losses import actor_loss, aggregate, successor_feature_loss
 from fastbfm.bfm.nn import TwoStreamNet, mlp, project_to_sphere, soft_update
 from fastbfm.bfm.protocol import NormalizedLatentPolicy, check_reward_embedding, check_reward_samples
@@ -124,11 +125,13 @@ class SuccessorFeatureTrainer:
 
     def __init__(self, model: SFModel, config: SFTrainConfig, generator: torch.Generator):
         self.model, self.config, self.generator = model, config, generator
+        self.device = model.obs_mean.device
         model.train()
         model.requires_grad_(True)
         self.target_successor = copy.deepcopy(model.successor_map).requires_grad_(False)
-        self.sf_optimizer = torch.optim.Adam(model.successor_map.parameters(), lr=config.lr_sf)
-        self.actor_optimizer = torch.optim.Adam(model.actor.parameters(), lr=config.lr_actor)
+        self.sf_optimizer = torch.optim.Adam(model.successor_map.parameters(), lr=config.lr_sf, **adam_options(self.device))
+        self.actor_optimizer = torch.optim.Adam(model.actor.parameters(), lr=config.lr_actor, **adam_options(self.device))
+        self.identity = torch.eye(model.z_dim, device=self.device)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"target_successor": self.target_successor}
@@ -149,17 +152,21 @@ class SuccessorFeatureTrainer:
         model.feature_cov.lerp_(centred.T @ centred / len(centred), rate)
 
     def sample_training_z(self, features_next: torch.Tensor) -> torch.Tensor:
-        """Half uniform on the sphere, half goal latents Cov^+ phi(x) of shuffled batch states (HILP)."""
+        """Half uniform on the sphere, half goal latents Cov^-1 phi(x) of shuffled batch states (HILP).
+
+        The inverse is ``inv_ex`` of the covariance plus a ridge of 1e-6 of its mean variance: unlike
+        ``pinv`` (an SVD whose convergence check reads a flag back), it never synchronises with a GPU."""
         n = features_next.shape[0]
         z = self.model.sample_z(n, self.generator)
-        from_data = torch.rand(n, generator=self.generator) < self.config.mix_ratio
-        perm = torch.randperm(n, generator=self.generator)
+        from_data = torch.rand(n, generator=self.generator, device=self.device) < self.config.mix_ratio
+        perm = torch.randperm(n, generator=self.generator, device=self.device)
         with torch.no_grad():
             cov = features_next.T @ features_next / n
-            z_data = self.model.project(features_next[perm] @ torch.linalg.pinv(cov))
+            ridge = 1e-6 * torch.diagonal(cov).mean() * self.identity
+            z_data = self.model.project(features_next[perm] @ torch.linalg.inv_ex(cov + ridge).inverse)
         return torch.where(from_data.unsqueeze(-1), z_data, z)
 
-    def update_successor_features(self, batch: dict[str, torch.Tensor], features_next: torch.Tensor) -> dict[str, float]:
+    def update_successor_features(self, batch: dict[str, torch.Tensor], features_next: torch.Tensor) -> dict[str, torch.Tensor]:
         """One TD step of psi on phi(s') (no gradient into phi) and one actor step."""
         cfg, model = self.config, self.model
         obs, action, next_obs, discount = batch["obs"], batch["action"], batch["next_obs"], batch["discount"]
@@ -185,6 +192,6 @@ class SuccessorFeatureTrainer:
 
         soft_update(self.target_successor, model.successor_map, cfg.tau)
         metrics.update(actor_metrics)
-        metrics.update(sf_loss=loss_sf.item(), actor_loss=loss_actor.item(), phi_norm=features_next.norm(dim=-1).mean().item())
+        metrics.update(sf_loss=loss_sf.detach(), actor_loss=loss_actor.detach(), phi_norm=features_next.norm(dim=-1).mean())
         return metrics
 

@@ -93,13 +93,19 @@ class TransitionDataset:
     def action_dim(self) -> int:
         return self.action.shape[1]
 
-    def to_torch(self) -> "TorchTransitions":
+    def to_torch(self, device: torch.device | str = "cpu") -> "TorchTransitions":
+        """The transitions as tensors on ``device``, where batches are then sampled (a GPU holds a
+        10M-transition dataset whole: 10M x (2 x 24 + 6 + 2) x 4 bytes is 2.2 GB at walker's sizes)."""
+
+        def tensor(array):
+            return torch.from_numpy(array).to(device)
+
         return TorchTransitions(
-            obs=torch.from_numpy(self.obs),
-            action=torch.from_numpy(self.action),
-            next_obs=torch.from_numpy(self.next_obs),
-            discount=torch.from_numpy(self.discount),
-            episode_end=None if self.episode_end is None else torch.from_numpy(self.episode_end),
+            obs=tensor(self.obs),
+            action=tensor(self.action),
+            next_obs=tensor(self.next_obs),
+            discount=tensor(self.discount),
+            episode_end=None if self.episode_end is None else tensor(self.episode_end),
         )
 
 
@@ -112,7 +118,8 @@ class TorchTransitions:
     episode_end: torch.Tensor | None = None
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        idx = torch.randint(len(self.obs), (batch_size,), generator=generator)
+        """A batch drawn uniformly with replacement, on the dataset's device (``generator`` lives there too)."""
+        idx = torch.randint(len(self.obs), (batch_size,), generator=generator, device=self.obs.device)
         return self._transitions(idx)
 
     def _transitions(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -131,12 +138,13 @@ class TorchTransitions:
         dataset state (HILP's goal sampling)."""
         if self.episode_end is None:
             raise FastBFMError("goal sampling needs episode boundaries; load the dataset with load_dataset")
-        idx = torch.randint(len(self.obs), (batch_size,), generator=generator)
-        u = torch.rand(batch_size, generator=generator, dtype=torch.float64).clamp_min(1e-12)
+        device = self.obs.device
+        idx = torch.randint(len(self.obs), (batch_size,), generator=generator, device=device)
+        u = torch.rand(batch_size, generator=generator, dtype=torch.float64, device=device).clamp_min(1e-12)
         offset = torch.floor(torch.log(u) / math.log(future_discount)).long()
         goal_idx = torch.minimum(idx + offset, self.episode_end[idx] - 1)
-        random_idx = torch.randint(len(self.obs), (batch_size,), generator=generator)
-        use_random = torch.rand(batch_size, generator=generator) < random_goal_prob
+        random_idx = torch.randint(len(self.obs), (batch_size,), generator=generator, device=device)
+        use_random = torch.rand(batch_size, generator=generator, device=device) < random_goal_prob
         batch = self._transitions(idx)
         batch["goal"] = self.next_obs[torch.where(use_random, random_idx, goal_idx)]
         return batch
