@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import subprocess
 import sys
@@ -104,9 +105,16 @@ def test_tasks_and_benchmarks_print_measured_figures():
     assert relabelled.returncode == 0, relabelled.stderr
     r = json.loads(relabelled.stdout)
     assert r["samples"] == 2000 and r["max_abs_difference"] < 1e-9 and r["speedup"] > 0
-    trained = fastbfm("bench", "train", "--updates", 10, "--json")
+    trained = fastbfm("bench", "train", "--updates", 10, "--algorithm", "fb", "--algorithm", "psm", "--device", "cpu", "--json")
     assert trained.returncode == 0, trained.stderr
-    assert json.loads(trained.stdout)["algorithms"]["fb"]["updates_per_s"] > 0
+    t = json.loads(trained.stdout)
+    assert t["device_type"] == "cpu" and t["device"]
+    ours = [r for r in t["results"] if r["implementation"] == "fastbfm"]
+    assert [(r["algorithm"], r["preset"], r["mode"]) for r in ours] == [("fb", "cpu", "eager"), ("psm", "cpu", "eager")]
+    assert all(r["updates_per_s"] > 0 for r in ours)
+    if importlib.util.find_spec("metamotivo") is not None:  # the same-run baseline at FB's sizes
+        (mm,) = [r for r in t["results"] if r["implementation"] == "metamotivo"]
+        assert (mm["hidden"], mm["batch_size"], mm["z_dim"]) == (256, 256, 50) and mm["fastbfm_ratio"] > 0
     simulated = fastbfm("bench", "sim", "--envs", 8, "--steps", 20, "--json")
     assert simulated.returncode == 0, simulated.stderr
     s = json.loads(simulated.stdout)

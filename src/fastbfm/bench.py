@@ -130,34 +130,206 @@ def bench_relabel(task_name: str = "walker:walk", num_samples: int = 50_000) -> 
     }
 
 
-def bench_train(domain_name: str = "walker", updates: int = 200, threads: int | None = None, algorithms: list[str] | None = None) -> dict:
-    """Gradient updates per second of each algorithm at its ``cpu`` preset, on random transitions of the
-    domain's sizes (the update's cost does not depend on the data)."""
-    from fastbfm.bfm.algorithms import ALGORITHMS, get_algorithm, preset
+def _random_transitions(obs_dim: int, action_dim: int, n: int, device: torch.device):
+    """Random transitions of the domain's sizes on ``device`` (an update's cost does not depend on the
+    values), in 25-step episodes for HILP's goal sampling."""
+    from fastbfm.data.dataset import TorchTransitions
+
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(n, obs_dim, generator=g)
+    action = torch.rand(n, action_dim, generator=g) * 2 - 1
+    ends = ((torch.arange(n) // 25 + 1) * 25).clamp_max(n)
+    return TorchTransitions(*(t.to(device) for t in (obs, action, obs.roll(-1, 0), torch.ones(n), ends)))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(step, updates: int, warmup: int, device: torch.device) -> float:
+    """Updates per second of ``step`` after ``warmup`` calls (which include a CUDA graph's capture)."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(updates):
+        step()
+    _sync(device)
+    return updates / (time.perf_counter() - start)
+
+
+def _fastbfm_step(name: str, preset_name: str, obs_dim: int, action_dim: int, data, device: torch.device, graphs: bool):
+    from fastbfm.bfm.algorithms import get_algorithm, preset
+    from fastbfm.bfm.step import MetricSums, make_step
+
+    algo = get_algorithm(name)
+    model_config, train_config = preset(name, preset_name, obs_dim, action_dim)
+    torch.manual_seed(0)
+    trainer = algo.trainer(algo.model(model_config).to(device), train_config, torch.Generator(device).manual_seed(0))
+    step = make_step(trainer, data, MetricSums(device), graphs=graphs)
+    return step, model_config, train_config
+
+
+def metamotivo_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("metamotivo") is not None
+
+
+def _metamotivo_step(obs_dim: int, action_dim: int, hidden: int, batch_size: int, z_dim: int, device: torch.device, cudagraphs: bool, n: int):
+    """Meta Motivo's FBAgent (its DMC example's architecture: F and actor with one hidden layer of
+    ``hidden``, B with two of 256, normalised B and z) on a buffer of random transitions on ``device``."""
+    import contextlib
+    import dataclasses
+    import io
+
+    from metamotivo.buffers.buffers import DictBuffer
+    from metamotivo.fb import FBAgent, FBAgentConfig
+
+    cfg = FBAgentConfig()
+    cfg.model.obs_dim, cfg.model.action_dim, cfg.model.device = obs_dim, action_dim, str(device)
+    cfg.model.norm_obs, cfg.model.seq_length = False, 1
+    archi = cfg.model.archi
+    archi.z_dim, archi.norm_z, archi.b.norm = z_dim, True, True
+    archi.b.hidden_dim, archi.b.hidden_layers = 256, 2
+    archi.f.hidden_dim, archi.f.hidden_layers = hidden, 1
+    archi.actor.hidden_dim, archi.actor.hidden_layers = hidden, 1
+    cfg.train.batch_size, cfg.train.discount = batch_size, 0.99
+    cfg.train.lr_f = cfg.train.lr_b = cfg.train.lr_actor = 1e-4
+    cfg.cudagraphs = cudagraphs
+    torch.manual_seed(0)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its compile settings
+        agent = FBAgent(**dataclasses.asdict(cfg))
+    rng = np.random.default_rng(0)
+    obs = rng.standard_normal((n, obs_dim)).astype(np.float32)
+    data = {
+        "observation": obs,
+        "action": rng.uniform(-1, 1, (n, action_dim)).astype(np.float32),
+        "next": {"observation": np.roll(obs, -1, 0), "terminated": np.zeros((n, 1), bool)},
+    }
+    buffer = DictBuffer(capacity=n, device=str(device))
+    buffer.extend(data)
+    replay = {"train": buffer}
+    counter = iter(range(1 << 62))
+    return lambda: agent.update(replay, next(counter))
+
+
+def bench_train(
+    domain_name: str = "walker",
+    updates: int = 200,
+    threads: int | None = None,
+    algorithms: list[str] | None = None,
+    device: str = "auto",
+    presets: list[str] | None = None,
+    tf32: bool = True,
+    baseline: bool = True,
+    concurrent: int = 0,
+    transitions: int = 100_000,
+) -> dict:
+    """Gradient updates per second of each algorithm at each preset on ``device`` (default presets: cpu,
+    plus paper on a GPU), sampling batches from ``transitions`` random transitions of the domain's sizes
+    kept on the device, as pretrain does. On CUDA each is timed eagerly and replayed from a CUDA graph.
+
+    ``baseline``: Meta Motivo's FBAgent at the same sizes as fastbfm's FB at each preset, timed in the
+    same run (skipped if the ``metamotivo`` package is not installed; with CUDA graphs too on CUDA when
+    ``tensordict`` is installed). ``concurrent`` > 1 (CUDA only): that many FB models at the first
+    preset trained in one process, their graphs replayed on separate streams, against the same models
+    replayed one after another on one stream (total updates per second of all models)."""
+    from fastbfm.bfm.algorithms import ALGORITHMS
+    from fastbfm.bfm.device import device_name, resolve_device, set_matmul_precision
 
     domain = get_domain(domain_name)
+    device = resolve_device(device)
+    set_matmul_precision(device, tf32)
+    cuda = device.type == "cuda"
     torch_threads, threads = torch.get_num_threads(), threads or min(2, os.cpu_count() or 1)
     torch.set_num_threads(threads)
-    results = {}
-    for name in algorithms or list(ALGORITHMS):
-        algo = get_algorithm(name)
-        generator = torch.Generator().manual_seed(0)
-        model_config, train_config = preset(name, "cpu", domain.observation_dim, domain.action_dim)
-        torch.manual_seed(0)
-        trainer = algo.trainer(algo.model(model_config), train_config, generator)
-        n = train_config.batch_size
-        batch = {
-            "obs": torch.randn(n, domain.observation_dim, generator=generator),
-            "action": torch.rand(n, domain.action_dim, generator=generator) * 2 - 1,
-            "next_obs": torch.randn(n, domain.observation_dim, generator=generator),
-            "discount": torch.ones(n),
-            "goal": torch.randn(n, domain.observation_dim, generator=generator),
-        }
-        for _ in range(10):
-            trainer.update(batch)
-        start = time.perf_counter()
-        for _ in range(updates):
-            trainer.update(batch)
-        results[name] = {"updates_per_s": round(updates / (time.perf_counter() - start), 1), "batch_size": n, "hidden": model_config.hidden_dim}
+    presets = presets or (["cpu", "paper"] if cuda else ["cpu"])
+    obs_dim, action_dim = domain.observation_dim, domain.action_dim
+    data = _random_transitions(obs_dim, action_dim, transitions, device)
+    warmup = 10 if cuda else 3  # CUDA: graph capture and cuBLAS heuristics happen in the first calls
+    results = []
+    for preset_name in presets:
+        for name in algorithms or list(ALGORITHMS):
+            for graphs in (False, True) if cuda else (False,):
+                step, model_config, train_config = _fastbfm_step(name, preset_name, obs_dim, action_dim, data, device, graphs)
+                rate = _timed(step, updates, warmup, device)
+                results.append(
+                    {
+                        "implementation": "fastbfm",
+                        "algorithm": name,
+                        "preset": preset_name,
+                        "mode": "cuda_graphs" if graphs else "eager",
+                        "captured": bool(getattr(step, "captured", False)),
+                        "updates_per_s": round(rate, 1),
+                        "batch_size": train_config.batch_size,
+                        "hidden": model_config.hidden_dim,
+                        "z_dim": model_config.z_dim,
+                    }
+                )
+                if name == "fb" and baseline and metamotivo_available():
+                    results += _metamotivo_rows(results[-1], obs_dim, action_dim, device, updates, warmup, transitions, graphs)
+    out = {
+        "device": device_name(device),
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "threads": threads,
+        "tf32": tf32 and cuda,
+        "domain": domain_name,
+        "updates_timed": updates,
+        "results": results,
+    }
+    if concurrent > 1:
+        out["concurrent"] = _bench_concurrent(concurrent, presets[0], obs_dim, action_dim, data, device, updates, warmup)
     torch.set_num_threads(torch_threads)
-    return {"domain": domain_name, "preset": "cpu", "threads": threads, "algorithms": results}
+    return out
+
+
+def _metamotivo_rows(ours: dict, obs_dim, action_dim, device, updates, warmup, transitions, graphs) -> list[dict]:
+    """Meta Motivo's FBAgent at the sizes of ``ours`` (eager, or its CUDA-graph path if ``graphs``)."""
+    import importlib.util
+
+    if graphs and importlib.util.find_spec("tensordict") is None:
+        return []
+    step = _metamotivo_step(obs_dim, action_dim, ours["hidden"], ours["batch_size"], ours["z_dim"], device, graphs, transitions)
+    rate = _timed(step, updates, warmup, device)
+    return [
+        {
+            **{k: ours[k] for k in ("algorithm", "preset", "mode", "batch_size", "hidden", "z_dim")},
+            "implementation": "metamotivo",
+            "updates_per_s": round(rate, 1),
+            "fastbfm_ratio": round(ours["updates_per_s"] / rate, 2),
+        }
+    ]
+
+
+def _bench_concurrent(k: int, preset_name: str, obs_dim, action_dim, data, device, updates, warmup) -> dict:
+    from fastbfm.errors import FastBFMError
+
+    if device.type != "cuda":
+        raise FastBFMError("--concurrent needs a CUDA device")
+    steps = [_fastbfm_step("fb", preset_name, obs_dim, action_dim, data, device, graphs=True)[0] for _ in range(k)]
+    streams = [torch.cuda.Stream(device) for _ in range(k)]
+
+    def one_stream():
+        for step in steps:
+            step()
+
+    def own_streams():
+        for stream, step in zip(streams, steps):
+            with torch.cuda.stream(stream):
+                step()
+        for stream in streams:
+            torch.cuda.current_stream(device).wait_stream(stream)
+
+    sequential = _timed(one_stream, updates, warmup, device) * k
+    parallel = _timed(own_streams, updates, warmup, device) * k
+    return {
+        "models": k,
+        "algorithm": "fb",
+        "preset": preset_name,
+        "total_updates_per_s_one_stream": round(sequential, 1),
+        "total_updates_per_s_own_streams": round(parallel, 1),
+        "speedup": round(parallel / sequential, 2),
+    }

@@ -611,16 +611,31 @@ def bench_relabel(
 @bench_app.command("train")
 def bench_train(
     domain: str = typer.Option("walker", help="Domain whose observation and action sizes the networks take."),
-    updates: int = typer.Option(200, min=10, help="Timed updates per algorithm."),
-    threads: int = typer.Option(2, min=1, help="Torch threads."),
+    updates: int = typer.Option(200, min=10, max=1_000_000, help="Timed updates per algorithm and preset."),
+    threads: int = typer.Option(2, min=1, max=1024, help="Torch threads."),
+    device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda."),
+    preset: list[str] = typer.Option([], help="Preset to time; repeat for several (default: cpu, plus paper on CUDA)."),
+    algorithm: list[str] = typer.Option([], help="Algorithm to time; repeat for several (default: all)."),
+    tf32: bool = typer.Option(True, help="TF32 matmuls on CUDA."),
+    baseline: bool = typer.Option(True, help="Time Meta Motivo's FBAgent at the same sizes when the metamotivo package is installed."),
+    concurrent: int = typer.Option(0, min=0, max=64, help="CUDA: also time this many FB models trained at once on separate streams."),
     as_json: bool = JSON_OPT,
 ):
-    """Gradient updates per second of each algorithm at its cpu preset."""
+    """Gradient updates per second of each algorithm (on CUDA: eager and CUDA graphs), with Meta Motivo's FBAgent as a same-run baseline."""
     from fastbfm.bench import bench_train as run
 
-    r = run(domain, updates, threads)
-    rows = [[name, v["updates_per_s"], v["batch_size"], v["hidden"]] for name, v in r["algorithms"].items()]
-    _emit(r, as_json, _fmt_table(["algorithm", "updates/s", "batch", "hidden"], rows))
+    r = run(domain, updates, threads, algorithm or None, device, preset or None, tf32, baseline, concurrent)
+    rows = [
+        [v["implementation"], v["algorithm"], v["preset"], v["mode"], v["updates_per_s"], v.get("fastbfm_ratio", ""), v["batch_size"], v["hidden"], v["z_dim"]]
+        for v in r["results"]
+    ]
+    table = f"{r['device']} ({r['device_type']}, {r['threads']} threads, torch {r['torch']})\n"
+    table += _fmt_table(["implementation", "algorithm", "preset", "mode", "updates/s", "fastbfm/mm", "batch", "hidden", "z"], rows)
+    if "concurrent" in r:
+        c = r["concurrent"]
+        table += f"\n\n{c['models']} FB models at once ({c['preset']}): {c['total_updates_per_s_own_streams']} updates/s in all on their own streams, "
+        table += f"{c['total_updates_per_s_one_stream']} on one stream ({c['speedup']}x)"
+    _emit(r, as_json, table)
 
 
 def main() -> None:

@@ -132,6 +132,10 @@ class SuccessorFeatureTrainer:
         self.sf_optimizer = torch.optim.Adam(model.successor_map.parameters(), lr=config.lr_sf, **adam_options(self.device))
         self.actor_optimizer = torch.optim.Adam(model.actor.parameters(), lr=config.lr_actor, **adam_options(self.device))
         self.identity = torch.eye(model.z_dim, device=self.device)
+        if self.device.type == "cuda":
+            # cuSOLVER's LU keeps its pivots and error flags on the GPU (MAGMA's go through the host),
+            # so the latents' inverse covariance neither synchronises nor breaks a CUDA graph
+            torch.backends.cuda.preferred_linalg_library("cusolver")
 
     def modules(self) -> dict[str, nn.Module]:
         return {"target_successor": self.target_successor}
