@@ -229,3 +229,20 @@ def test_a_run_killed_before_its_first_checkpoint_starts_its_log_again(maze_data
     (killed / "metrics.jsonl").write_text((tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()[0] + "\n" + '{"step": 10, "fb_lo')
     pretrain(maze_dataset_dir, killed, "tiny", **run)
     _same_run(tmp_path / "straight", killed)
+
+
+def test_resume_keeps_the_moments_but_runs_the_optimiser_this_device_way(maze_dataset_dir, tmp_path, tiny_preset):
+    """A checkpoint from another device or version (here: Adam's unfused path recorded) resumes with
+    this device's implementation (fused on the CPU; fused and capturable on CUDA)."""
+    from fastbfm.bfm.checkpoint import write_json
+
+    run = dict(checkpoint_every=5, threads=1, progress=False, device="cpu")
+    pretrain(maze_dataset_dir, tmp_path / "run", "tiny", num_updates=5, **run)
+    state = read_json(tmp_path / "run" / "trainer.json")
+    for groups in state["optimizers"].values():
+        for group in groups["param_groups"]:
+            group["fused"] = None
+    write_json(tmp_path / "run" / "trainer.json", state)
+    pretrain(maze_dataset_dir, tmp_path / "run", "tiny", num_updates=10, **run)
+    state = read_json(tmp_path / "run" / "trainer.json")
+    assert all(g["fused"] is True for groups in state["optimizers"].values() for g in groups["param_groups"])

@@ -152,6 +152,11 @@ def optimizer_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict
     return tensors, {"param_groups": state["param_groups"]}
 
 
+# How the optimiser runs on this device (fused, capturable for CUDA graphs), not what it has learnt:
+# kept from the live optimiser when a checkpoint from another device or version is loaded.
+IMPLEMENTATION_KEYS = ("fused", "capturable", "foreach", "differentiable")
+
+
 def restore_optimizer(name: str, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict) -> None:
     prefix = f"optim.{name}."
     state: dict[int, dict[str, torch.Tensor]] = {}
@@ -159,4 +164,8 @@ def restore_optimizer(name: str, optimizer: torch.optim.Optimizer, tensors: dict
         if key.startswith(prefix):
             idx, field = key[len(prefix) :].split(".", 1)
             state.setdefault(int(idx), {})[field] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+    saved = groups["param_groups"]
+    live = optimizer.param_groups
+    if len(saved) == len(live):
+        saved = [{**g, **{k: current[k] for k in IMPLEMENTATION_KEYS if k in current}} for g, current in zip(saved, live)]
+    optimizer.load_state_dict({"state": state, "param_groups": saved})
