@@ -16,7 +16,7 @@ from fastbfm.bfm.checkpoint import load_model
 from fastbfm.data import ensure_dataset
 from fastbfm.envs import Task
 from fastbfm.envs.point_mass_maze import reach_reward
-from fastbfm.evaluate.rollout import evaluate_latent
+from fastbfm.rollout import evaluate_latent
 from fastbfm.zoo import resolve_model
 
 OFFSETS = [(0.22, 0.22), (0.08, 0.08), (0.22, 0.08), (0.08, 0.22)]

@@ -5,7 +5,7 @@ from fastbfm.adapt.lola import LoLAConfig, lola
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.nn import project_to_sphere
 from fastbfm.envs import get_task
-from fastbfm.evaluate.rollout import evaluate_latent
+from fastbfm.rollout import evaluate_latent
 
 
 class GoalToyBFM:

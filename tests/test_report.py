@@ -136,7 +136,7 @@ def test_rendered_returns_are_evaluation_returns_and_panels_sit_side_by_side(tmp
     from fastbfm.bfm.checkpoint import load_model
     from fastbfm.envs import get_task
     from fastbfm.envs.point_mass_maze import TARGETS
-    from fastbfm.evaluate.rollout import evaluate_latent
+    from fastbfm.rollout import evaluate_latent
     from fastbfm.zoo import resolve_model
 
     model, task = load_model(resolve_model("maze-fb")), get_task(TASK)

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from typer.exceptions import TyperException
 
+from fastbfm.adapt import methods as registry
 from fastbfm.adapt.lola import LoLAConfig
 from fastbfm.errors import FastBFMError
 
@@ -202,21 +203,18 @@ def adapt(
     model: str = typer.Option(..., help="Shipped model name or checkpoint folder."),
     task: list[str] = typer.Option(..., help="Task as domain:task; repeat for several."),
     method: str = typer.Option(
-        "lola",
-        help="lola, lola-reset-free; rela (residual critics); finetune (TD3 on copies of the networks); black-box latent search: cmaes, cem; "
-        "cmaes-lookahead (CMA-ES on LoLA's lookahead scores); optimistic task inference (label-free unless --warm-start): opti-thompson, opti-ucb; "
-        "race (fastbfm's: successive halving over latents on lookahead scores, docs/adaptation.md).",
+        registry.DEFAULT_METHOD, help="; ".join(f"{m.name}: {m.summary}" for m in registry.METHODS.values()) + "."
     ),
     state_latent: bool = typer.Option(False, help="rela: a state-conditioned latent z(s) = project(z_r + delta(s)) instead of one global latent."),
     warm_start: bool = typer.Option(False, help="opti-*: centre the prior on the zero-shot reward embedding (uses labelled samples)."),
-    episodes: int = typer.Option(LoLAConfig.episodes, min=0, help="Adaptation budget in episodes."),
+    episodes: int = typer.Option(registry.MethodOptions.episodes, min=0, help="Adaptation budget in episodes."),
     seeds: int = typer.Option(3, min=1, help="Number of seeds (first_seed..first_seed+seeds-1)."),
     first_seed: int = typer.Option(0, min=0, help="First seed; e.g. 100 to tune on seeds disjoint from reported ones."),
-    candidates: int = typer.Option(LoLAConfig.num_candidates, min=2, help="Latents rolled out per iteration (LoLA's k; the search's population)."),
-    horizon: int = typer.Option(LoLAConfig.horizon, min=1, help="LoLA and cmaes-lookahead: lookahead steps before bootstrapping (H)."),
-    sigma: float = typer.Option(LoLAConfig.sigma, help="Latent perturbation std per coordinate (the search's initial step)."),
-    lr: float = typer.Option(LoLAConfig.lr, help="LoLA: Adam step size on the latent mean."),
-    eval_episodes: int = typer.Option(LoLAConfig.eval_episodes, min=1, help="Evaluation episodes after each adaptation step."),
+    candidates: Optional[int] = typer.Option(None, min=2, help=f"Latents rolled out per iteration (LoLA's k; the search's population); default {LoLAConfig.num_candidates}."),
+    horizon: Optional[int] = typer.Option(None, min=1, help=f"LoLA and cmaes-lookahead: lookahead steps before bootstrapping (H); default {LoLAConfig.horizon}."),
+    sigma: Optional[float] = typer.Option(None, help=f"Latent perturbation std per coordinate (the search's initial step); default {LoLAConfig.sigma}."),
+    lr: Optional[float] = typer.Option(None, help=f"LoLA: Adam step size on the latent mean; default {LoLAConfig.lr}."),
+    eval_episodes: int = typer.Option(registry.MethodOptions.eval_episodes, min=1, help="Evaluation episodes after each adaptation step."),
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot start (default: the domain's exploration data)."),
     resimulate: bool = RESIM_OPT,
     plot: Optional[Path] = typer.Option(None, help="Write the adaptation curves to this PNG."),
@@ -228,61 +226,37 @@ def adapt(
     quiet: bool = QUIET_OPT,
 ):
     """Fast-adapt a frozen BFM to tasks by searching its latent space, starting from zero-shot."""
-    from fastbfm.adapt.opti import OptiConfig
-    from fastbfm.adapt.search import METHODS, SearchConfig
     from fastbfm.data import ensure_dataset
-    from fastbfm.evaluate.experiments import METHOD_LABELS, needs_labels
     from fastbfm.evaluate.experiments import adapt as run_adapt
     from fastbfm.report.plots import plot_adaptation_curves
 
-    if method not in METHOD_LABELS:
-        raise FastBFMError(f"unknown method '{method}'; methods: {', '.join(METHOD_LABELS)}")
+    entry = registry.get_method(method)
     tasks = _tasks(task)
     bfm = _load(model, tasks)
-    if method in ("lola", "lola-reset-free"):
-        config = LoLAConfig(
-            episodes=episodes, num_candidates=candidates, horizon=horizon, sigma=sigma, lr=lr,
-            reset_free=method == "lola-reset-free", eval_episodes=eval_episodes,
-        )
-    elif method == "rela":
-        from fastbfm.adapt.rela import ReLAConfig
-
-        config = ReLAConfig(episodes=episodes, latent="state" if state_latent else "global", eval_episodes=eval_episodes)
-    elif method == "finetune":
-        from fastbfm.adapt.finetune import FinetuneConfig
-
-        config = FinetuneConfig(episodes=episodes, eval_episodes=eval_episodes)
-    elif method == "race":
-        from fastbfm.adapt.race import RaceConfig
-
-        config = RaceConfig(episodes=episodes, eval_episodes=eval_episodes)
-    elif method in METHODS or method == "cmaes-lookahead":
-        config = SearchConfig(method=method.removesuffix("-lookahead"), episodes=episodes, population=candidates, sigma=sigma,
-                              horizon=horizon if method == "cmaes-lookahead" else None, eval_episodes=eval_episodes)
-    else:
-        config = OptiConfig(rule=method.removeprefix("opti-"), episodes=episodes, warm_start=warm_start, eval_episodes=eval_episodes)
-    if not needs_labels(config):
+    config = entry.build(registry.MethodOptions(
+        episodes=episodes, eval_episodes=eval_episodes, candidates=candidates, horizon=horizon, sigma=sigma, lr=lr,
+        state_latent=state_latent, warm_start=warm_start,
+    ))
+    if not entry.labels_needed(config):
         datasets = {t.domain: None for t in tasks}
     else:
         datasets = {domain: ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate) for domain in {t.domain for t in tasks}}
     results = [run_adapt(bfm, t, datasets[t.domain], config, list(range(first_seed, first_seed + seeds)), progress=not quiet) for t in tasks]
     if plot:
         curves = {r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results}
-        plot_adaptation_curves(curves, plot, method=METHOD_LABELS[method])
+        plot_adaptation_curves(curves, plot, method=entry.label)
     payload = {"model": model, "results": results}
     if out:
         from fastbfm.report.run import write_run
 
         plot_adaptation_curves({r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results},
-                               out / "adaptation_curves.png", method=METHOD_LABELS[method])
+                               out / "adaptation_curves.png", method=entry.label)
         payload["files"] = {k: str(v) for k, v in write_run(out, payload).items()}
     _emit(payload, as_json, _adapt_table(results, episodes, method) + (f"\n\nrun folder: {out}" if out else ""))
 
 
-def _adapt_table(results: list[dict], episodes: int, method: str = "lola") -> str:
-    from fastbfm.evaluate.experiments import METHOD_LABELS
-
-    name = METHOD_LABELS.get(method, method)
+def _adapt_table(results: list[dict], episodes: int, method: str = registry.DEFAULT_METHOD) -> str:
+    name = registry.label(method)
     return _fmt_table(
         ["task", "zero-shot", f"{name}@{episodes}", "change %", "lowest", "lowest vs zs %"],
         [
@@ -298,8 +272,8 @@ def grid(
     model: list[str] = typer.Option(..., help="Model (shipped name or checkpoint folder); repeat for several."),
     task: list[str] = typer.Option(..., help="Task domain:task; repeat. Each model runs the tasks of its domain."),
     method: list[str] = typer.Option(
-        ["zero-shot", "lola"],
-        help="zero-shot, lola, lola-reset-free, rela, finetune, cmaes, cmaes-lookahead, cem, opti-thompson, opti-ucb, race, oracle (the headroom yardstick); repeat."
+        [registry.ZERO_SHOT, registry.DEFAULT_METHOD],
+        help=f"{registry.ZERO_SHOT}, " + ", ".join(registry.METHODS) + f", {registry.ORACLE} (the headroom yardstick); repeat."
     ),
     seeds: int = typer.Option(3, min=1, help="Seeds 0..N-1 per cell."),
     episodes: int = typer.Option(20, min=1, help="Adaptation budget in episodes."),
@@ -504,7 +478,7 @@ def report(
     """
     from fastbfm.envs import get_task
     from fastbfm.report.html import find_videos, write_report
-    from fastbfm.report.run import VIDEOS, has_latents, load_run, results_path
+    from fastbfm.report.run import VIDEOS, has_latents, load_run, result_method, results_path
     from fastbfm.report.video import before_after, render_latents, video_name, write_video
 
     if video_format not in ("gif", "mp4"):
@@ -519,7 +493,7 @@ def report(
         bfm = _load(name, [get_task(r["task"]) for r in run["results"]])
         for r in run["results"]:
             if not has_latents(r):
-                skipped.append(f"{r['task']} ({r.get('method', 'lola')})")
+                skipped.append(f"{r['task']} ({result_method(r)})")
                 continue
             latents = before_after(bfm, r, adapted_seed, data, progress=not quiet)
             frames, returns = render_latents(bfm, get_task(r["task"]), latents, seed, steps, every, width, height, camera, progress=not quiet)

@@ -58,7 +58,7 @@ class FinetuneConfig:
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every step of the method (0) or every this many episodes of budget."""
-    seed: int = 0
+    method_name = "finetune"
 
     def __post_init__(self):
         if min(self.updates_per_episode, self.batch_size, self.actor_every, self.eval_episodes) < 1 or self.episodes < 0:
@@ -172,4 +172,4 @@ def finetune_seeds(
     """Independent fine-tuning runs, one per seed, with their episodes in one batch of simulations; each
     seed trains its own copies of the networks, so each run equals a lone run with its seed. The
     given model is left untouched; ``curve.z`` is None (the adapted policy is the copied networks')."""
-    return run_seeds(Finetune, model, task, prompt, config, seeds, progress, f"finetune {task.full_name}")
+    return run_seeds(Finetune, model, task, prompt, config, seeds, progress, f"{config.method_name} {task.full_name}")

@@ -55,6 +55,11 @@ class LoLAConfig:
     eval_every: float = 0.0
     """Evaluate after every iteration (0) or every this many episodes of budget."""
     seed: int = 0
+    """The seed of :func:`lola` (a lone run); runs of several seeds take theirs from the caller."""
+
+    @property
+    def method_name(self) -> str:
+        return "lola-reset-free" if self.reset_free else "lola"
 
     def __post_init__(self):
         if self.num_candidates < 2:
@@ -149,5 +154,4 @@ def lola_seeds(
     """Independent LoLA runs, one per seed, stepped in lockstep so that all their simulations share one
     batch and one policy call per step. Each run equals a lone run with that seed: its own start states,
     noise and Adam state."""
-    name = f"{'lola-reset-free' if config.reset_free else 'lola'} {task.full_name}"
-    return run_seeds(LoLA, model, task, prompt, config, seeds, progress, name)
+    return run_seeds(LoLA, model, task, prompt, config, seeds, progress, f"{config.method_name} {task.full_name}")

@@ -59,7 +59,7 @@ class RaceConfig:
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every stage (0) or every this many episodes of budget."""
-    seed: int = 0
+    method_name = "race"
 
     def __post_init__(self):
         if self.screen < 0:
@@ -163,4 +163,4 @@ class Race(Adapter):
 
 def race_seeds(model: BFM, task: Task, prompt: TaskPrompt, config: RaceConfig, seeds: list[int], progress: bool = False) -> list[AdaptationCurve]:
     """Independent races, one per seed, in lockstep (one batch of simulations)."""
-    return run_seeds(Race, model, task, prompt, config, seeds, progress, f"race {task.full_name}")
+    return run_seeds(Race, model, task, prompt, config, seeds, progress, f"{config.method_name} {task.full_name}")

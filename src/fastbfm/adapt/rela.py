@@ -93,7 +93,7 @@ class ReLAConfig:
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every step of the method (0) or every this many episodes of budget."""
-    seed: int = 0
+    method_name = "rela"
 
     def __post_init__(self):
         if self.latent not in LATENTS:
@@ -247,4 +247,4 @@ def rela_seeds(
     """Independent ReLA runs, one per seed: episodes of all seeds in one batch of simulations, each
     seed's learning on its own buffer and generator, so that each run equals a lone run with its seed.
     ``curve.z`` is the adapted global latent (``latent="state"``: None, as no single latent is the policy)."""
-    return run_seeds(ReLA, model, task, prompt, config, seeds, progress, f"rela {task.full_name}")
+    return run_seeds(ReLA, model, task, prompt, config, seeds, progress, f"{config.method_name} {task.full_name}")

@@ -46,7 +46,10 @@ class SearchConfig:
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every step of the method (0) or every this many episodes of budget."""
-    seed: int = 0
+
+    @property
+    def method_name(self) -> str:
+        return self.method if self.horizon is None else f"{self.method}-lookahead"
 
     def __post_init__(self):
         if self.method not in METHODS:

@@ -20,7 +20,8 @@ from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import eval_start_states
+from fastbfm.report.run import adapted_latent, result_method
+from fastbfm.rollout import eval_start_states
 
 FORMATS = (".gif", ".mp4")
 # A camera per domain that keeps the body in view (walker and cheetah: dm_control's tracking side view).
@@ -154,17 +155,16 @@ def before_after(
 
     Results of label-free methods store no zero-shot latent: it is then inferred from labelled samples.
     """
+    from fastbfm.adapt.methods import label
     from fastbfm.envs import get_task
-    from fastbfm.evaluate.experiments import METHOD_LABELS
-    from fastbfm.report.run import adapted_latent
 
     seed, z_adapted = adapted_latent(result, adapted_seed)
     if result.get("z_zero_shot") is not None:
         z_zero_shot = torch.tensor(result["z_zero_shot"], dtype=torch.float32)
     else:
         z_zero_shot = zero_shot_latent(model, get_task(result["task"]), data, resimulate, progress)
-    method = result.get("method", "lola")
-    return {"zero-shot": z_zero_shot, f"{METHOD_LABELS.get(method, method)} (seed {seed})": torch.tensor(z_adapted, dtype=torch.float32)}
+    method = result_method(result)
+    return {"zero-shot": z_zero_shot, f"{label(method)} (seed {seed})": torch.tensor(z_adapted, dtype=torch.float32)}
 
 
 def zero_shot_latent(
@@ -179,5 +179,5 @@ def zero_shot_latent(
 
 def video_name(result: dict, suffix: str = ".gif") -> str:
     """A file name per task and method, e.g. ``point_mass_maze-reach_top_left-lola.gif``."""
-    stem = f"{result['task']}-{result.get('method', 'lola')}".replace(":", "-")
+    stem = f"{result['task']}-{result_method(result)}".replace(":", "-")
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) + suffix
