@@ -46,6 +46,7 @@ class NetToyBFM(nn.Module):
     a small successor-feature MLP (the critic). Fine-tuning the offset to TARGET - 0.15 z[:2] is optimal."""
 
     obs_dim, action_dim, z_dim = 4, 2, 3
+    discount = 0.99
 
     def __init__(self):
         super().__init__()

@@ -15,6 +15,7 @@ class GoalToyBFM:
     """
 
     obs_dim, action_dim, z_dim = 4, 2, 3
+    discount = 0.99
 
     def act(self, obs, z, mean=True, generator=None):
         goal = 0.15 * z[:, :2]

@@ -25,6 +25,8 @@ def test_shipped_model_loads_fits_its_domain_and_has_its_card(name):
     assert (ZOO_DIR / name / "MODEL_CARD.md").is_file()
     rows = json.loads((ZOO_DIR / name / "zero_shot.json").read_text())["rows"]
     assert sorted(r["task"] for r in rows) == sorted(list_tasks(model.meta["domain"]))
+    # the discount adaptation bootstraps with is the one the trainer ran with (its config, saved with the weights)
+    assert model.discount == model.meta["train"]["discount"] and f"discount {model.discount}" in (ZOO_DIR / name / "MODEL_CARD.md").read_text()
 
 
 def test_zoo_table_lists_every_shipped_model():

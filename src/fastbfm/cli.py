@@ -41,13 +41,20 @@ def _fmt_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _load(model: str, tasks=()):
-    """Load a model and check that it fits every task before any data is touched."""
-    from fastbfm.bfm.checkpoint import load_model
-    from fastbfm.evaluate.experiments import check_compatible
-    from fastbfm.zoo import resolve_model
+DISCOUNT_OPT = typer.Option(
+    None, min=0.0, max=0.9999, help="The discount the model was trained with, for checkpoints that record none (Meta Motivo's, "
+    "e.g. 0.98; see docs/metamotivo.md). fastbfm checkpoints record theirs.",
+)
 
-    bfm = load_model(resolve_model(model))
+
+def _load(model: str, tasks=(), discount: float | None = None, needs_discount: bool = False):
+    """Load a model and check that it fits every task before any data is touched."""
+    from fastbfm.evaluate.experiments import check_compatible
+    from fastbfm.models import load_model
+
+    bfm = load_model(model, discount=discount)
+    if needs_discount and bfm.discount is None:
+        raise FastBFMError(f"{model} records no training discount, which adaptation bootstraps with: give --discount (Meta Motivo's walker: 0.98)")
     for task in tasks:
         check_compatible(bfm, task)
     return bfm
@@ -97,8 +104,10 @@ def collect(
     payload = {"out": str(out), "episodes": dataset.num_episodes, "transitions": len(dataset), "seconds": round(elapsed, 1), "config": asdict(config), **stats}
     lines = [f"{dataset.num_episodes} episodes, {len(dataset)} transitions in {out} ({elapsed:.1f} s); card: {out / 'DATASET_CARD.md'}"]
     lines.append(_fmt_table(["task", "mean reward", "fraction > 0.5"], [[t, f"{v['mean']:.3f}", f"{v['above_half']:.3f}"] for t, v in stats["tasks"].items()]))
-    if "room_fractions" in stats:
-        lines.append(_fmt_table(["room", "fraction of states"], [[k, f"{v:.3f}"] for k, v in stats["room_fractions"].items()]))
+    partition = get_domain(domain).partition
+    if partition is not None:
+        shares = stats[f"{partition.name}_fractions"]
+        lines.append(_fmt_table([partition.name, "fraction of states"], [[k, f"{v:.3f}"] for k, v in shares.items()]))
     _emit(payload, as_json, "\n".join(lines))
 
 
@@ -205,16 +214,17 @@ def adapt(
     method: str = typer.Option(
         registry.DEFAULT_METHOD, help="; ".join(f"{m.name}: {m.summary}" for m in registry.METHODS.values()) + "."
     ),
-    state_latent: bool = typer.Option(False, help="rela: a state-conditioned latent z(s) = project(z_r + delta(s)) instead of one global latent."),
-    warm_start: bool = typer.Option(False, help="opti-*: centre the prior on the zero-shot reward embedding (uses labelled samples)."),
+    state_latent: bool = typer.Option(False, help="ReLA: a state-conditioned latent z(s) = project(z_r + delta(s)) instead of one global latent."),
+    warm_start: bool = typer.Option(False, help="OpTI: centre the prior on the zero-shot reward embedding (uses labelled samples)."),
     episodes: int = typer.Option(registry.MethodOptions.episodes, min=0, help="Adaptation budget in episodes."),
     seeds: int = typer.Option(3, min=1, help="Number of seeds (first_seed..first_seed+seeds-1)."),
     first_seed: int = typer.Option(0, min=0, help="First seed; e.g. 100 to tune on seeds disjoint from reported ones."),
     candidates: Optional[int] = typer.Option(None, min=2, help=f"Latents rolled out per iteration (LoLA's k; the search's population); default {LoLAConfig.num_candidates}."),
-    horizon: Optional[int] = typer.Option(None, min=1, help=f"LoLA and cmaes-lookahead: lookahead steps before bootstrapping (H); default {LoLAConfig.horizon}."),
+    horizon: Optional[int] = typer.Option(None, min=1, help=f"LoLA and CMA-ES with lookahead: lookahead steps before bootstrapping (H); default {LoLAConfig.horizon}."),
     sigma: Optional[float] = typer.Option(None, help=f"Latent perturbation std per coordinate (the search's initial step); default {LoLAConfig.sigma}."),
     lr: Optional[float] = typer.Option(None, help=f"LoLA: Adam step size on the latent mean; default {LoLAConfig.lr}."),
     eval_episodes: int = typer.Option(registry.MethodOptions.eval_episodes, min=1, help="Evaluation episodes after each adaptation step."),
+    discount: Optional[float] = DISCOUNT_OPT,
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot start (default: the domain's exploration data)."),
     resimulate: bool = RESIM_OPT,
     plot: Optional[Path] = typer.Option(None, help="Write the adaptation curves to this PNG."),
@@ -232,7 +242,7 @@ def adapt(
 
     entry = registry.get_method(method)
     tasks = _tasks(task)
-    bfm = _load(model, tasks)
+    bfm = _load(model, tasks, discount, needs_discount=True)
     config = entry.build(registry.MethodOptions(
         episodes=episodes, eval_episodes=eval_episodes, candidates=candidates, horizon=horizon, sigma=sigma, lr=lr,
         state_latent=state_latent, warm_start=warm_start,
@@ -281,13 +291,15 @@ def grid(
     eval_every: float = typer.Option(0.0, min=0.0, help="Evaluate every this many episodes of budget (0: after every step of a method)."),
     workers: int = typer.Option(2, min=1, help="Local worker processes (one torch thread each)."),
     ray_address: Optional[str] = typer.Option(None, help="Run the cells as Ray tasks on this cluster (pip install 'fastbfm[ray]')."),
+    discount: Optional[float] = DISCOUNT_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
     """Models x tasks x methods x seeds, resumable: finished cells are kept, a rerun does the rest."""
     from fastbfm.evaluate.grid import run_grid
 
-    summary = run_grid(out, model, task, method, list(range(seeds)), episodes, eval_episodes, eval_every, workers, ray_address, not quiet)
+    summary = run_grid(out, model, task, method, list(range(seeds)), episodes, eval_episodes, eval_every, workers, ray_address, not quiet,
+                       discount=discount)
     rows = [[r["model"], r["task"], r["method"], f"{r['zero_shot']:.1f}", f"{r['final']:.1f}", f"{r['lowest']:.1f}"] for r in summary["results"]]
     table = _fmt_table(["model", "task", "method", "zero-shot", "final", "lowest"], rows)
     _emit(summary, as_json, f"{table}\n\n{summary['cells']} cells ({summary['ran']} run now) -> {out}")
@@ -390,7 +402,7 @@ def demo(
 VIDEO_EVERY_OPT = typer.Option(4, min=1, help="Render every N-th control step (a 1000-step episode gives 1000/N frames).")
 VIDEO_FPS_OPT = typer.Option(25, min=1, help="Frames per second of the video.")
 VIDEO_STEPS_OPT = typer.Option(None, min=1, help="Control steps to simulate (default: a whole episode, 1000).")
-CAMERA_OPT = typer.Option(None, help="MuJoCo camera name or index (default: the domain's: maze fixed, walker/cheetah side, quadruped y).")
+CAMERA_OPT = typer.Option(None, help="MuJoCo camera name or index (default: the domain's, one that keeps the body in view).")
 
 
 @app.command()
@@ -423,7 +435,8 @@ def render(
     """
     from fastbfm.envs import get_task
     from fastbfm.report.run import load_run, pick_result
-    from fastbfm.report.video import FORMATS, before_after, render_latents, write_video, zero_shot_latent
+    from fastbfm.data import ensure_dataset
+    from fastbfm.report.video import FORMATS, before_after, needs_dataset, render_latents, write_video, zero_shot_latent
 
     if out.suffix.lower() not in FORMATS:
         raise FastBFMError(f"--out must end in .gif or .mp4, got '{out.name}'")
@@ -431,7 +444,8 @@ def render(
         if model is None or task is None:
             raise FastBFMError("--z-from zero-shot needs --model and --task")
         bfm = _load(model, [get_task(task)])
-        latents = {"zero-shot": zero_shot_latent(bfm, get_task(task), data, resimulate, progress=not quiet)}
+        dataset = ensure_dataset(get_task(task).domain, data, progress=not quiet, resimulate=resimulate)
+        latents = {"zero-shot": zero_shot_latent(bfm, get_task(task), dataset)}
         result = None
     else:
         run = load_run(z_from)
@@ -440,7 +454,9 @@ def render(
         if model is None:
             raise FastBFMError(f"'{z_from}' names no model: give --model")
         bfm = _load(model, [get_task(result["task"])])
-        latents = before_after(bfm, result, adapted_seed, data, resimulate, progress=not quiet)
+        domain = get_task(result["task"]).domain
+        dataset = ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate) if needs_dataset(result) else None
+        latents = before_after(bfm, result, adapted_seed, dataset)
     the_task = get_task(result["task"] if result else task)
     frames, returns = render_latents(bfm, the_task, latents, seed, steps, every, width, height, camera, progress=not quiet)
     write_video(frames, out, fps)
@@ -479,7 +495,8 @@ def report(
     from fastbfm.envs import get_task
     from fastbfm.report.html import find_videos, write_report
     from fastbfm.report.run import VIDEOS, has_latents, load_run, result_method, results_path
-    from fastbfm.report.video import before_after, render_latents, video_name, write_video
+    from fastbfm.data import ensure_dataset
+    from fastbfm.report.video import before_after, needs_dataset, render_latents, video_name, write_video
 
     if video_format not in ("gif", "mp4"):
         raise FastBFMError(f"--video-format is gif or mp4, got '{video_format}'")
@@ -495,7 +512,9 @@ def report(
             if not has_latents(r):
                 skipped.append(f"{r['task']} ({result_method(r)})")
                 continue
-            latents = before_after(bfm, r, adapted_seed, data, progress=not quiet)
+            domain = get_task(r["task"]).domain
+            dataset = ensure_dataset(domain, data, progress=not quiet) if needs_dataset(r) else None
+            latents = before_after(bfm, r, adapted_seed, dataset)
             frames, returns = render_latents(bfm, get_task(r["task"]), latents, seed, steps, every, width, height, camera, progress=not quiet)
             path = write_video(frames, source.parent / VIDEOS / video_name(r, f".{video_format}"), fps)
             notes[path.name] = f"{r['task']}: " + ", ".join(f"{k} return {v:.1f}" for k, v in returns.items()) + f" (start state of seed {seed})"

@@ -29,12 +29,11 @@ import torch
 
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
-from fastbfm.adapt.lola import model_discount
 from fastbfm.adapt.online import ReplayBuffer, smoothed
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.losses import aggregate
 from fastbfm.bfm.nn import polyak
-from fastbfm.bfm.protocol import BFM
+from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
@@ -53,7 +52,7 @@ class FinetuneConfig:
     target_noise: float = 0.2
     noise_clip: float = 0.5
     discount: float | None = None
-    """Default: the model's training discount, else 0.99."""
+    """None: the model's training discount (``model.discount``)."""
     pessimism: float = 0.5
     eval_episodes: int = 10
     eval_every: float = 0.0
@@ -94,7 +93,7 @@ class Finetune(Adapter):
             raise FastBFMError(f"fine-tuning trains the model's networks: it needs a torch.nn.Module, got {type(model).__name__}")
         super().__init__(model, seed, rollouts=1, shared_start=False)
         self.config, self.generator, self.horizon = config, torch.Generator().manual_seed(seed), episode_length
-        self.gamma = model_discount(model) if config.discount is None else config.discount
+        self.gamma = training_discount(model) if config.discount is None else config.discount
         self.noise_rng = np.random.default_rng([seed, 11])
         capacity = config.episodes * episode_length
         self.online = copy.deepcopy(model)

@@ -20,9 +20,9 @@ import torch
 
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
-from fastbfm.adapt.lola import lookahead_scores, model_discount
+from fastbfm.adapt.lola import lookahead_scores
 from fastbfm.adapt.zero_shot import TaskPrompt
-from fastbfm.bfm.protocol import BFM
+from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
@@ -97,7 +97,7 @@ class LatentSearch(Adapter):
         self.horizon = episode_length if config.horizon is None else min(config.horizon, episode_length)
         self.z_reward, self.w = prompt.z.clone(), prompt.w.clone().expand(config.population, -1)
         self.optimizer = _optimizer(config, prompt.z.numpy().astype(np.float64), seed)
-        self.gamma = model_discount(model)
+        self.gamma = None if config.horizon is None else training_discount(model)
         self.candidates = self.z = self.fitness = None
 
     def propose(self, start_obs: np.ndarray) -> None:

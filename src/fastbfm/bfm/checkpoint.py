@@ -6,7 +6,6 @@ SHA-256 of every weight file, so a crash mid-save never passes for a good checkp
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -50,29 +49,14 @@ def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None
     return folder
 
 
-def _looks_like_metamotivo(folder: Path) -> bool:
-    """A Meta Motivo folder: weights under model/, or a config.json with their 'archi' and no format_version."""
-    if (folder / "model" / MODEL_WEIGHTS).is_file():
-        return True
-    try:
-        with open(folder / MODEL_CONFIG) as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return False
-    return isinstance(data, dict) and "format_version" not in data and "archi" in data
-
-
 def load_model(folder: str | Path) -> nn.Module:
-    """Rebuild a BFM from ``config.json`` and load ``model.safetensors``, checking checksum and shapes."""
+    """Rebuild a BFM from a fastbfm checkpoint folder's ``config.json`` and ``model.safetensors``, checking
+    checksum and shapes. (Any model by name or format, Meta Motivo's included: :func:`fastbfm.models.load_model`.)"""
     from fastbfm.bfm.algorithms import ALGORITHMS, build_model
 
     folder = Path(folder)
     if not folder.is_dir():
         raise FastBFMError(f"checkpoint not found: {folder}")
-    if _looks_like_metamotivo(folder):
-        from fastbfm.interop.metamotivo import load_metamotivo
-
-        return load_metamotivo(folder)
     config = read_json(folder / MODEL_CONFIG)
     algorithm = config.get("algorithm")
     if algorithm not in ALGORITHMS:
@@ -88,6 +72,8 @@ def load_model(folder: str | Path) -> nn.Module:
         first = str(e).strip().splitlines()
         raise FastBFMError(f"corrupt checkpoint {folder}: weights do not match the config ({first[0]})") from e
     model.meta = config.get("meta", {})
+    discount = model.meta.get("train", {}).get("discount") if isinstance(model.meta.get("train"), dict) else None
+    model.discount = None if discount is None else float(discount)
     return model
 
 

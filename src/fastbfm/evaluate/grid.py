@@ -55,16 +55,15 @@ def method_config(method: str, episodes: int, eval_episodes: int, eval_every: fl
 
 def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: list[int]) -> list[GridCell]:
     """Every (model, task, method, seed) whose task is in the model's domain; checks names up front."""
-    from fastbfm.bfm.checkpoint import read_json
     from fastbfm.envs import get_task
-    from fastbfm.zoo import resolve_model
+    from fastbfm.models import model_domain
 
     for method in methods:
         if method not in grid_methods():
             raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(grid_methods())}")
     if not (models and tasks and methods and seeds):
         raise FastBFMError("a grid needs at least one model, task, method and seed")
-    domains = {m: read_json(resolve_model(m) / "config.json").get("meta", {}).get("domain") for m in models}
+    domains = {m: model_domain(m) for m in models}
     cells = [
         GridCell(m, get_task(t).full_name, method, s)
         for m in models
@@ -78,20 +77,21 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
     return cells
 
 
-def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: float = 0.0, plugins: tuple = ()) -> dict:
+def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: float = 0.0, plugins: tuple = (),
+             discount: float | None = None) -> dict:
     """Run one cell in this process; returns what its JSON file holds (the caller writes it, so Ray
-    workers need no shared filesystem). ``plugins``: the methods the caller registered at run time."""
+    workers need no shared filesystem). ``plugins``: the methods the caller registered at run time;
+    ``discount``: for models that record none (Meta Motivo's)."""
     import torch
 
-    from fastbfm.bfm.checkpoint import load_model
     from fastbfm.envs import get_task
     from fastbfm.evaluate.experiments import adapt, zero_shot
-    from fastbfm.zoo import resolve_model
+    from fastbfm.models import load_model
 
     torch.set_num_threads(1)
     for method in plugins:
         registry.register(method)
-    model = load_model(resolve_model(cell.model))
+    model = load_model(cell.model, discount=discount)
     task = get_task(cell.task)
     dataset = _domain_dataset(task.domain)
     if cell.method == ZERO_SHOT:
@@ -111,9 +111,9 @@ def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: floa
 @functools.lru_cache(maxsize=1)
 def _domain_dataset(domain: str):
     """A worker keeps the last domain's dataset: cells come grouped by model, and loading one takes a minute."""
-    from fastbfm.data import ensure_dataset
+    from fastbfm.data import load_default_dataset
 
-    return ensure_dataset(domain, progress=False)
+    return load_default_dataset(domain)
 
 
 def _point_result(cell: GridCell, zero_shot: float, value: float) -> dict:
@@ -170,21 +170,31 @@ def run_grid(
     workers: int = 2,
     ray_address: str | None = None,
     progress: bool = True,
+    discount: float | None = None,
 ) -> dict:
+    """``discount``: the training discount of models that record none (Meta Motivo's)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FastBFMError(f"--out {out} is a file, not a folder")
     cells = grid_cells(models, tasks, methods, seeds)
-    _check_budget(out, {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every})
+    _check_discounts(models, methods, discount)
+    budget = {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every}
+    _check_budget(out, budget if discount is None else {**budget, "discount": discount})
     (out / "cells").mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells if not (out / "cells" / c.file_name).is_file()]
+    if todo and not ray_address:  # the workers only load the datasets: collecting one is said here, once
+        from fastbfm.data import collect_default_dataset
+        from fastbfm.envs import get_task
+
+        for domain in sorted({get_task(c.task).domain for c in todo}):
+            collect_default_dataset(domain, progress=progress)
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="grid", unit="cell", disable=not progress)
     if todo and ray_address:
-        _run_on_ray(todo, (episodes, eval_episodes, eval_every), out, ray_address, bar)
+        _run_on_ray(todo, (episodes, eval_episodes, eval_every, registry.plugins(), discount), out, ray_address, bar)
     elif todo:
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MuJoCo state
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(run_cell, c, episodes, eval_episodes, eval_every, registry.plugins()): c for c in todo}
+            futures = {pool.submit(run_cell, c, episodes, eval_episodes, eval_every, registry.plugins(), discount): c for c in todo}
             for future in as_completed(futures):
                 write_json(out / "cells" / futures[future].file_name, future.result())
                 bar.update(1)
@@ -197,6 +207,16 @@ def run_grid(
     payload = {"model": in_folder[0] if len(in_folder) == 1 else None, "models": in_folder, "budget_episodes": episodes, "results": results}
     write_json(out / "results.json", {"format_version": 1, **payload})
     return {"out": str(out), "cells": len(cells), "ran": len(todo), "results": results}
+
+
+def _check_discounts(models: list[str], methods: list[str], discount: float | None) -> None:
+    """Up front, not in a worker an hour later: every model loads with ``discount``, and has one if a method adapts."""
+    from fastbfm.models import load_model
+
+    adapting = any(m in registry.METHODS for m in methods)
+    for name in models:
+        if load_model(name, discount=discount).discount is None and adapting:
+            raise FastBFMError(f"{name} records no training discount, which adaptation bootstraps with: give --discount")
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -230,7 +250,7 @@ def _run_on_ray(todo: list[GridCell], budget: tuple, out: Path, address: str, ba
         raise FastBFMError("--ray-address needs Ray: pip install 'fastbfm[ray]'") from None
     ray.init(address=address, ignore_reinit_error=True)
     remote = ray.remote(num_cpus=1)(run_cell)
-    pending = {remote.remote(c, *budget, registry.plugins()): c for c in todo}
+    pending = {remote.remote(c, *budget): c for c in todo}
     while pending:
         finished, _ = ray.wait(list(pending), num_returns=1)
         for ref in finished:
