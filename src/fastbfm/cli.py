@@ -436,7 +436,7 @@ def render(
     from fastbfm.envs import get_task
     from fastbfm.report.run import load_run, pick_result
     from fastbfm.data import ensure_dataset
-    from fastbfm.report.video import FORMATS, before_after, needs_dataset, render_latents, write_video, zero_shot_latent
+    from fastbfm.report.video import FORMATS, before_after, render_latents, write_video, zero_shot_latent
 
     if out.suffix.lower() not in FORMATS:
         raise FastBFMError(f"--out must end in .gif or .mp4, got '{out.name}'")
@@ -455,8 +455,7 @@ def render(
             raise FastBFMError(f"'{z_from}' names no model: give --model")
         bfm = _load(model, [get_task(result["task"])])
         domain = get_task(result["task"]).domain
-        dataset = ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate) if needs_dataset(result) else None
-        latents = before_after(bfm, result, adapted_seed, dataset)
+        latents = before_after(bfm, result, adapted_seed, lambda: ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate))
     the_task = get_task(result["task"] if result else task)
     frames, returns = render_latents(bfm, the_task, latents, seed, steps, every, width, height, camera, progress=not quiet)
     write_video(frames, out, fps)
@@ -496,7 +495,7 @@ def report(
     from fastbfm.report.html import find_videos, write_report
     from fastbfm.report.run import VIDEOS, has_latents, load_run, result_method, results_path
     from fastbfm.data import ensure_dataset
-    from fastbfm.report.video import before_after, needs_dataset, render_latents, video_name, write_video
+    from fastbfm.report.video import before_after, render_latents, video_name, write_video
 
     if video_format not in ("gif", "mp4"):
         raise FastBFMError(f"--video-format is gif or mp4, got '{video_format}'")
@@ -513,8 +512,7 @@ def report(
                 skipped.append(f"{r['task']} ({result_method(r)})")
                 continue
             domain = get_task(r["task"]).domain
-            dataset = ensure_dataset(domain, data, progress=not quiet) if needs_dataset(r) else None
-            latents = before_after(bfm, r, adapted_seed, dataset)
+            latents = before_after(bfm, r, adapted_seed, lambda: ensure_dataset(domain, data, progress=not quiet))
             frames, returns = render_latents(bfm, get_task(r["task"]), latents, seed, steps, every, width, height, camera, progress=not quiet)
             path = write_video(frames, source.parent / VIDEOS / video_name(r, f".{video_format}"), fps)
             notes[path.name] = f"{r['task']}: " + ", ".join(f"{k} return {v:.1f}" for k, v in returns.items()) + f" (start state of seed {seed})"

@@ -7,12 +7,11 @@ curves, one row per task, method, seed and budget) and optionally ``videos/`` (G
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from fastbfm.adapt.methods import DEFAULT_METHOD
 from fastbfm.errors import FastBFMError
-from fastbfm.io import write_csv, write_text
+from fastbfm.io import read_json, write_csv, write_json
 
 RESULTS = "results.json"
 CURVES = "curves.csv"
@@ -41,7 +40,7 @@ def write_run(out: str | Path, payload: dict) -> dict[str, Path]:
     """Write ``payload`` (``{"model": ..., "results": [...], ...}``) as ``results.json`` and ``curves.csv``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / RESULTS, json.dumps(payload, indent=2))
+    write_json(out / RESULTS, payload)
     write_csv(out / CURVES, CURVE_COLUMNS, curve_rows(payload["results"]))
     return {"results": out / RESULTS, "curves": out / CURVES}
 
@@ -56,13 +55,7 @@ def results_path(path: str | Path) -> Path:
     return path
 
 
-def load_run(path: str | Path) -> dict:
-    """Read and check a run's ``results.json`` (``path``: the file or its folder)."""
-    path = results_path(path)
-    try:
-        payload = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FastBFMError(f"'{path}' is not valid JSON: {e}") from None
+def _run_schema(payload, path: Path) -> dict:
     results = payload.get("results") if isinstance(payload, dict) else None
     if not isinstance(results, list) or not results:
         raise FastBFMError(f"'{path}' has no 'results' list (expected the output of `fastbfm adapt --out` or `fastbfm demo`)")
@@ -71,6 +64,11 @@ def load_run(path: str | Path) -> dict:
         if missing:
             raise FastBFMError(f"'{path}': a result lacks {', '.join(missing)}")
     return payload
+
+
+def load_run(path: str | Path) -> dict:
+    """Read and check a run's ``results.json`` (``path``: the file or its folder)."""
+    return read_json(results_path(path), _run_schema, what="run results")
 
 
 def pick_result(payload: dict, task: str | None, method: str | None = None) -> dict:

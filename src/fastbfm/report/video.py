@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -141,11 +142,11 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 25) -> Pa
     return path
 
 
-def before_after(model: BFM, result: dict, adapted_seed: int | None = None, dataset=None) -> dict[str, torch.Tensor]:
+def before_after(model: BFM, result: dict, adapted_seed: int | None = None, dataset: Callable | None = None) -> dict[str, torch.Tensor]:
     """The zero-shot and adapted latents of one result of ``fastbfm adapt --out`` (or the demo).
 
-    Results of label-free methods store no zero-shot latent (:func:`needs_dataset`): it is then inferred
-    from the labelled samples of ``dataset``.
+    Results of label-free methods store no zero-shot latent: it is then inferred from the labelled
+    samples of ``dataset()``, called only then (the caller decides whether that may collect data).
     """
     from fastbfm.adapt.methods import label
     from fastbfm.envs import get_task
@@ -156,14 +157,9 @@ def before_after(model: BFM, result: dict, adapted_seed: int | None = None, data
     else:
         if dataset is None:
             raise FastBFMError(f"the results of {result['task']} store no zero-shot latent: infer it from a dataset")
-        z_zero_shot = zero_shot_latent(model, get_task(result["task"]), dataset)
+        z_zero_shot = zero_shot_latent(model, get_task(result["task"]), dataset())
     method = result_method(result)
     return {"zero-shot": z_zero_shot, f"{label(method)} (seed {seed})": torch.tensor(z_adapted, dtype=torch.float32)}
-
-
-def needs_dataset(result: dict) -> bool:
-    """Whether :func:`before_after` needs labelled samples for ``result`` (label-free methods store no zero-shot latent)."""
-    return result.get("z_zero_shot") is None
 
 
 def zero_shot_latent(model: BFM, task: Task, dataset) -> torch.Tensor:
