@@ -28,15 +28,16 @@ def model_format(folder: Path) -> str:
 
 def load_model(source: str | Path, discount: float | None = None) -> BFM:
     """The model at ``source`` (a zoo name or a folder). ``discount``: the one the model was trained with,
-    required for Meta Motivo folders (their configs do not record it); a fastbfm checkpoint records its
-    own, and a different ``discount`` is refused."""
+    which adapting a Meta Motivo model needs (their configs do not record it; without it ``model.discount``
+    is None and methods that bootstrap refuse the model); a fastbfm checkpoint records its own, and a
+    different ``discount`` is refused."""
     folder = resolve_model(source)
     if model_format(folder) == "metamotivo":
         return load_metamotivo(folder, discount=discount)
     model = load_checkpoint(folder)
     if discount is not None and model.discount is not None and abs(discount - model.discount) > 1e-12:
         raise FastBFMError(
-            f"{source} was trained with discount {model.discount}; --discount {discount} is for checkpoints that record none (Meta Motivo's)"
+            f"{source} was trained with discount {model.discount}, not {discount}: give a discount only for checkpoints that record none (Meta Motivo's)"
         )
     if model.discount is None:
         model.discount = discount

@@ -17,11 +17,6 @@ from fastbfm.errors import FastBFMError
 from fastbfm.rollout import evaluate_latent, random_policy_returns
 
 
-def needs_labels(config) -> bool:
-    """Whether the method of ``config`` starts from the zero-shot latent of labelled samples."""
-    return method_of(config).labels_needed(config)
-
-
 def check_compatible(model: BFM, task: Task) -> None:
     domain = get_domain(task.domain)
     if (model.obs_dim, model.action_dim) != (domain.observation_dim, domain.action_dim):
