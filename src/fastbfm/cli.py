@@ -371,7 +371,7 @@ def doctor(as_json: bool = JSON_OPT):
 
 @app.command()
 def models(as_json: bool = JSON_OPT):
-    """List the shipped models."""
+    """List the shipped models, with the discount each was trained with (the one adaptation bootstraps with)."""
     from fastbfm.bfm.checkpoint import read_json
     from fastbfm.zoo import ZOO_DIR, shipped_models
 
@@ -379,8 +379,10 @@ def models(as_json: bool = JSON_OPT):
     for name in shipped_models():
         config = read_json(ZOO_DIR / name / "config.json")
         meta = config["meta"]
-        rows.append({"name": name, "algorithm": config["algorithm"], "domain": meta.get("domain"), "updates": meta.get("updates")})
-    _emit({"models": rows}, as_json, _fmt_table(["name", "algorithm", "domain", "updates"], [list(r.values()) for r in rows]))
+        rows.append({"name": name, "algorithm": config["algorithm"], "domain": meta.get("domain"), "updates": meta.get("updates"),
+                     "discount": meta.get("train", {}).get("discount")})
+    table = [[*list(r.values())[:4], f"{r['discount']:g}" if r["discount"] is not None else None] for r in rows]
+    _emit({"models": rows}, as_json, _fmt_table(["name", "algorithm", "domain", "updates", "discount"], table))
 
 
 @app.command()
