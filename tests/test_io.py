@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fastbfm.errors import FastBFMError
-from fastbfm.io import atomic_write, load_tensors, read_json, save_tensors, write_csv, write_json
+from fastbfm.io import atomic_write, load_tensors, read_csv, read_json, save_tensors, write_csv, write_json
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -46,3 +46,13 @@ def test_csv_and_tensors_round_trip_with_checksums(tmp_path):
     assert torch.equal(load_tensors(tmp_path / "w.safetensors", digest)["w"], torch.arange(3.0))
     with pytest.raises(FastBFMError, match="does not match the checksum"):
         load_tensors(tmp_path / "w.safetensors", "0" * 64)
+
+
+def test_read_csv_names_the_file(tmp_path):
+    write_csv(tmp_path / "t.csv", ("a", "b"), [{"a": 1, "b": 2.5}])
+    assert read_csv(tmp_path / "t.csv") == [{"a": "1", "b": "2.5"}]
+    with pytest.raises(FastBFMError, match="missing grid results: .*absent.csv"):
+        read_csv(tmp_path / "absent.csv", what="grid results")
+    (tmp_path / "bin.csv").write_bytes(b"a,b\n\xff\xfe,1\n")
+    with pytest.raises(FastBFMError, match="corrupt grid results .*bin.csv"):
+        read_csv(tmp_path / "bin.csv", what="grid results")

@@ -1,10 +1,10 @@
 """File I/O every layer shares: atomic writes, JSON, CSV, safetensors, checksums.
 
 Every write goes to a temporary file in the target's folder, then is renamed over the target, so a
-crash never leaves a torn file behind. Every JSON file fastbfm reads goes through :func:`read_json`,
-which takes an optional ``schema``: a callable ``(data, path) -> data`` that checks (and may
-normalise) what was read and raises a one-line :class:`~fastbfm.errors.FastBFMError` naming the file
-and the field.
+crash never leaves a torn file behind. Every JSON or CSV file fastbfm reads goes through
+:func:`read_json` or :func:`read_csv`, which take an optional ``schema``: a callable
+``(data, path) -> data`` that checks (and may normalise) what was read and raises a one-line
+:class:`~fastbfm.errors.FastBFMError` naming the file and the field.
 """
 
 from __future__ import annotations
@@ -67,6 +67,19 @@ def read_json(path: str | Path, schema: Schema | None = None, what: str = "file"
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise FastBFMError(f"corrupt {what} {path}: not valid JSON ({e})") from e
     return data if schema is None else schema(data, path)
+
+
+def read_csv(path: str | Path, schema: Schema | None = None, what: str = "file") -> list[dict[str, str]]:
+    """The rows of a CSV file with a header, as dicts of strings, checked by ``schema`` when given."""
+    path = Path(path)
+    if not path.is_file():
+        raise FastBFMError(f"missing {what}: {path}")
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise FastBFMError(f"corrupt {what} {path}: not a CSV table ({e})") from e
+    return rows if schema is None else schema(rows, path)
 
 
 def write_csv(path: str | Path, columns: tuple[str, ...], rows: list[dict]) -> None:

@@ -19,7 +19,6 @@ the curves beside it. Definitions (also printed in the report):
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 
 from fastbfm.adapt.methods import METHODS, ORACLE, ZERO_SHOT, label
 from fastbfm.errors import FastBFMError
-from fastbfm.io import write_text
+from fastbfm.io import read_csv, write_text
 
 BUDGETS = (10, 20, 50)
 
@@ -51,21 +50,22 @@ class Thresholds:
     """Tasks where the oracle beats zero-shot by less are left out of the headroom share."""
 
 
+def _grid_rows(rows: list[dict], path: Path) -> list[dict]:
+    if rows and "budget_episodes" not in rows[0]:
+        raise FastBFMError(f"{path} predates the budget column: rerun its `fastbfm grid` command to rewrite the tables")
+    return [{**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "return": float(row["return"]),
+             "compute_s_per_episode": float(row["compute_s_per_episode"] or 0),
+             "sim_s_per_episode": float(row.get("sim_s_per_episode") or 0),
+             "budget_episodes": float(row["budget_episodes"])} for row in rows]
+
+
 def load_rows(grids: list[Path]) -> list[dict]:
     rows = []
     for grid in grids:
         path = Path(grid) / "results.csv"
         if not path.is_file():
             raise FastBFMError(f"{grid} has no results.csv: run (or finish) `fastbfm grid --out {grid}` first")
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if "budget_episodes" not in (reader.fieldnames or []):
-                raise FastBFMError(f"{path} predates the budget column: rerun its `fastbfm grid` command to rewrite the tables")
-            for row in reader:
-                rows.append({**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "return": float(row["return"]),
-                             "compute_s_per_episode": float(row["compute_s_per_episode"] or 0),
-                             "sim_s_per_episode": float(row.get("sim_s_per_episode") or 0),
-                             "budget_episodes": float(row["budget_episodes"])})
+        rows += read_csv(path, _grid_rows, what="grid results")
     if not rows:
         raise FastBFMError("the grids hold no results")
     return rows
