@@ -26,6 +26,9 @@ RESIM_OPT = typer.Option(
 )
 JSON_OPT = typer.Option(False, "--json", help="Print the results as one JSON object instead of a table.")
 QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+DEVICE_OPT = typer.Option(
+    "auto", help="Where the model's networks run: auto (CUDA when available), cpu or cuda. Rollouts and relabelling stay on the CPU."
+)
 
 
 def _emit(payload: dict, as_json: bool, table: str) -> None:
@@ -40,16 +43,18 @@ def _fmt_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _load(model: str, tasks=()):
-    """Load a model and check that it fits every task before any data is touched."""
+def _load(model: str, tasks=(), device: str = "cpu"):
+    """Load a model onto ``device`` and check that it fits every task before any data is touched."""
     from fastbfm.bfm.checkpoint import load_model
+    from fastbfm.bfm.placement import place, resolve_device
     from fastbfm.evaluate.experiments import check_compatible
     from fastbfm.zoo import resolve_model
 
+    where = resolve_device(device)
     bfm = load_model(resolve_model(model))
     for task in tasks:
         check_compatible(bfm, task)
-    return bfm
+    return place(bfm, where)
 
 
 def _tasks(names: list[str]):
@@ -131,6 +136,9 @@ def pretrain(
     lr_b: Optional[float] = typer.Option(None, min=0.0, help="Override the preset's learning rate of B (fb only)."),
     lr_actor: Optional[float] = typer.Option(None, min=0.0, help="Override the preset's learning rate of the actor."),
     resimulate: bool = RESIM_OPT,
+    tensorboard: bool = typer.Option(
+        False, "--tensorboard", help="Also write the metrics as TensorBoard event files in --out (pip install 'fastbfm[tensorboard]')."
+    ),
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -153,6 +161,7 @@ def pretrain(
         },
         resimulate=resimulate,
         algorithm=algorithm,
+        tensorboard=tensorboard,
     )
     meta = read_json(out / "config.json")["meta"]
     payload = {"out": str(out), "algorithm": algorithm, "updates": meta["updates"], "wall_time_s": meta["wall_time_s"], "preset": preset}
@@ -171,6 +180,7 @@ def eval_(
         None, help="Prompt with a goal observation instead of rewards, comma-separated (maze: x,y,vx,vy)."
     ),
     seed: int = typer.Option(0, help="Seed of the inference samples and the evaluation start states."),
+    device: str = DEVICE_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -179,7 +189,7 @@ def eval_(
     from fastbfm.evaluate.experiments import zero_shot
 
     tasks = _tasks(task)
-    bfm = _load(model, tasks)
+    bfm = _load(model, tasks, device)
     if len({t.domain for t in tasks}) > 1:
         raise FastBFMError("give tasks of one domain per call")
     goal_obs = None
@@ -224,6 +234,7 @@ def adapt(
         None, help="Run folder: results.json (with each seed's final latent z), curves.csv, adaptation_curves.png; "
         "read by `fastbfm report` and `fastbfm render --z-from`."
     ),
+    device: str = DEVICE_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -238,7 +249,7 @@ def adapt(
     if method not in METHOD_LABELS:
         raise FastBFMError(f"unknown method '{method}'; methods: {', '.join(METHOD_LABELS)}")
     tasks = _tasks(task)
-    bfm = _load(model, tasks)
+    bfm = _load(model, tasks, device)
     if method in ("lola", "lola-reset-free"):
         config = LoLAConfig(
             episodes=episodes, num_candidates=candidates, horizon=horizon, sigma=sigma, lr=lr,
@@ -307,13 +318,17 @@ def grid(
     eval_every: float = typer.Option(0.0, min=0.0, help="Evaluate every this many episodes of budget (0: after every step of a method)."),
     workers: int = typer.Option(2, min=1, help="Local worker processes (one torch thread each)."),
     ray_address: Optional[str] = typer.Option(None, help="Run the cells as Ray tasks on this cluster (pip install 'fastbfm[ray]')."),
+    device: str = typer.Option(
+        "auto", help="Where each cell's model runs: auto (CUDA when the worker has it), cpu or cuda (one CUDA context per worker)."
+    ),
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
     """Models x tasks x methods x seeds, resumable: finished cells are kept, a rerun does the rest."""
     from fastbfm.evaluate.grid import run_grid
 
-    summary = run_grid(out, model, task, method, list(range(seeds)), episodes, eval_episodes, eval_every, workers, ray_address, not quiet)
+    summary = run_grid(out, model, task, method, list(range(seeds)), episodes, eval_episodes, eval_every, workers, ray_address, not quiet,
+                       device=device)
     rows = [[r["model"], r["task"], r["method"], f"{r['zero_shot']:.1f}", f"{r['final']:.1f}", f"{r['lowest']:.1f}"] for r in summary["results"]]
     table = _fmt_table(["model", "task", "method", "zero-shot", "final", "lowest"], rows)
     _emit(summary, as_json, f"{table}\n\n{summary['cells']} cells ({summary['ran']} run now) -> {out}")
@@ -350,6 +365,7 @@ def headroom(
     eval_episodes: int = typer.Option(10, min=1, help="Evaluation episodes of the finalists (the ones adaptation is measured on)."),
     seed: int = typer.Option(0, help="Seed of the candidates and the episodes."),
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot latent (default: the domain's exploration data)."),
+    device: str = DEVICE_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -360,7 +376,7 @@ def headroom(
     from fastbfm.data import ensure_dataset
 
     tasks = _tasks(task)
-    bfm = _load(model, tasks)
+    bfm = _load(model, tasks, device)
     config = OracleConfig(num_latents=latents, screen_episodes=screen_episodes, eval_episodes=eval_episodes, seed=seed)
     rows = []
     for t in tasks:
@@ -440,6 +456,7 @@ def render(
     camera: Optional[str] = CAMERA_OPT,
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot latent (default: the domain's exploration data)."),
     resimulate: bool = RESIM_OPT,
+    device: str = DEVICE_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -456,7 +473,7 @@ def render(
     if z_from == "zero-shot":
         if model is None or task is None:
             raise FastBFMError("--z-from zero-shot needs --model and --task")
-        bfm = _load(model, [get_task(task)])
+        bfm = _load(model, [get_task(task)], device)
         latents = {"zero-shot": zero_shot_latent(bfm, get_task(task), data, resimulate, progress=not quiet)}
         result = None
     else:
@@ -465,7 +482,7 @@ def render(
         model = model or run.get("model")
         if model is None:
             raise FastBFMError(f"'{z_from}' names no model: give --model")
-        bfm = _load(model, [get_task(result["task"])])
+        bfm = _load(model, [get_task(result["task"])], device)
         latents = before_after(bfm, result, adapted_seed, data, resimulate, progress=not quiet)
     the_task = get_task(result["task"] if result else task)
     frames, returns = render_latents(bfm, the_task, latents, seed, steps, every, width, height, camera, progress=not quiet)

@@ -96,18 +96,20 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
     return cells
 
 
-def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: float = 0.0) -> dict:
-    """Run one cell in this process; returns what its JSON file holds (the caller writes it, so Ray
-    workers need no shared filesystem)."""
+def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: float = 0.0, device: str = "cpu") -> dict:
+    """Run one cell in this process, its model on ``device`` (``auto``: this worker's CUDA device when it
+    has one); returns what its JSON file holds (the caller writes it, so Ray workers need no shared
+    filesystem)."""
     import torch
 
     from fastbfm.bfm.checkpoint import load_model
+    from fastbfm.bfm.placement import place, resolve_device
     from fastbfm.envs import get_task
     from fastbfm.evaluate.experiments import adapt, zero_shot
     from fastbfm.zoo import resolve_model
 
     torch.set_num_threads(1)
-    model = load_model(resolve_model(cell.model))
+    model = place(load_model(resolve_model(cell.model)), resolve_device(device))
     task = get_task(cell.task)
     dataset = _domain_dataset(task.domain)
     if cell.method == "zero-shot":
@@ -186,7 +188,13 @@ def run_grid(
     workers: int = 2,
     ray_address: str | None = None,
     progress: bool = True,
+    device: str = "cpu",
 ) -> dict:
+    """Run the cells not yet in ``out``; each cell's model runs on ``device``, resolved in the worker
+    (the results do not depend on it beyond float rounding, so it is not part of the grid's budget)."""
+    from fastbfm.bfm.placement import resolve_device
+
+    resolve_device(device)  # refuse an unavailable device here, before any worker starts
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FastBFMError(f"--out {out} is a file, not a folder")
@@ -196,11 +204,11 @@ def run_grid(
     todo = [c for c in cells if not (out / "cells" / c.file_name).is_file()]
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="grid", unit="cell", disable=not progress)
     if todo and ray_address:
-        _run_on_ray(todo, (episodes, eval_episodes, eval_every), out, ray_address, bar)
+        _run_on_ray(todo, (episodes, eval_episodes, eval_every, device), out, ray_address, bar)
     elif todo:
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MuJoCo state
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(run_cell, c, episodes, eval_episodes, eval_every): c for c in todo}
+            futures = {pool.submit(run_cell, c, episodes, eval_episodes, eval_every, device): c for c in todo}
             for future in as_completed(futures):
                 write_json(out / "cells" / futures[future].file_name, future.result())
                 bar.update(1)
