@@ -25,7 +25,9 @@ from fastbfm.evaluate.experiments import adapt
 from fastbfm.evaluate.rollout import evaluate_latent
 
 MAZE = "point_mass_maze:reach_top_left"
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+def cuda(test):
+    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")(test))
 
 
 def _model(seed=0):
