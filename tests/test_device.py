@@ -22,7 +22,7 @@ from fastbfm.bfm.placement import OnDevice, place
 from fastbfm.cli import main
 from fastbfm.envs import get_task
 from fastbfm.evaluate.experiments import adapt
-from fastbfm.evaluate.rollout import evaluate_latent
+from fastbfm.rollout import evaluate_latent
 
 MAZE = "point_mass_maze:reach_top_left"
 
@@ -34,6 +34,7 @@ def _model(seed=0):
     torch.manual_seed(seed)
     model = FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=8, hidden_dim=32, backward_hidden_dim=32))
     model.set_normalization(torch.zeros(4), torch.full((4,), 0.2))
+    model.discount = 0.99
     return model
 
 
@@ -72,7 +73,7 @@ def test_every_protocol_call_through_the_wrapper_equals_the_bare_model():
         expected, got = getattr(model, name)(*args), getattr(wrapped, name)(*args)
         assert got.device.type == "cpu" and torch.equal(got, expected), name
     assert torch.equal(wrapped.sample_z(3, torch.Generator().manual_seed(2)), model.sample_z(3, torch.Generator().manual_seed(2)))
-    assert (wrapped.obs_dim, wrapped.z_dim, wrapped.algorithm) == (model.obs_dim, model.z_dim, model.algorithm)
+    assert (wrapped.obs_dim, wrapped.z_dim, wrapped.algorithm, wrapped.discount) == (model.obs_dim, model.z_dim, model.algorithm, 0.99)
 
 
 def test_rollouts_and_lola_through_the_wrapper_match_the_bare_model(maze_dataset_dir):
