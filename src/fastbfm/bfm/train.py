@@ -42,11 +42,12 @@ from fastbfm.bfm.checkpoint import (
 from fastbfm.bfm.algorithms import build_model, get_algorithm, preset
 from fastbfm.bfm.device import device_name, resolve_device, set_matmul_precision
 from fastbfm.bfm.step import MetricSums, make_step
+from fastbfm.bfm.metrics_log import METRICS_FILE, open_metrics_log, tensorboard_writer_class
 from fastbfm.data.dataset import load_dataset
 from fastbfm.envs.registry import domain_for_dims
 from fastbfm.errors import FastBFMError
 
-TRAINER_WEIGHTS, TRAINER_STATE, METRICS, LOCK = "trainer.safetensors", "trainer.json", "metrics.jsonl", "pretrain.lock"
+TRAINER_WEIGHTS, TRAINER_STATE, LOCK = "trainer.safetensors", "trainer.json", "pretrain.lock"
 # Options that define a run: a resume must keep them (learning rates may change with allow_new_lr).
 LEARNING_RATES = ("lr_f", "lr_b", "lr_actor", "lr_sf", "lr_phi", "lr_proto")
 NOT_RUN_DEFINING = ("num_updates",)
@@ -259,6 +260,7 @@ def pretrain(
     bf16: bool = False,
     cuda_graphs: bool | None = None,
     allow_new_lr: bool = False,
+    tensorboard: bool = False,
 ) -> Path:
     """Train a BFM (``algorithm``: fb, hilp or psm) on a reward-free dataset; resumes if ``run_dir``
     holds a checkpoint (see the module's resume rules).
@@ -270,7 +272,10 @@ def pretrain(
     live there. ``max_minutes`` stops after that much wall time with a checkpoint (rerun to continue).
     On CUDA: ``tf32`` matmuls (default on), ``bf16`` autocast (default off: not yet measured), and
     ``cuda_graphs`` (default on) capture the whole step once and replay it.
+    ``tensorboard`` also writes the metric rows as TensorBoard event files in ``run_dir``.
     """
+    if tensorboard:
+        tensorboard_writer_class()  # a missing package is refused before the dataset is read
     torch.set_num_threads(threads)
     device = resolve_device(device)
     cuda_graphs = cuda_graphs is not False and device.type == "cuda"
@@ -286,13 +291,13 @@ def pretrain(
     with run_lock(run_dir):
         return _pretrain_locked(
             dataset, dataset_dir, run_dir, algo, model_config, train_config, preset_name, seed, checkpoint_every, log_every,
-            progress, meta, init_from, resimulate, device, max_minutes, tf32, bf16, cuda_graphs, allow_new_lr,
+            progress, meta, init_from, resimulate, device, max_minutes, tf32, bf16, cuda_graphs, allow_new_lr, tensorboard,
         )  # fmt: skip
 
 
 def _pretrain_locked(
     dataset, dataset_dir, run_dir, algo, model_config, train_config, preset_name, seed, checkpoint_every, log_every,
-    progress, meta, init_from, resimulate, device, max_minutes, tf32, bf16, cuda_graphs, allow_new_lr,
+    progress, meta, init_from, resimulate, device, max_minutes, tf32, bf16, cuda_graphs, allow_new_lr, tensorboard,
 ) -> Path:  # fmt: skip
     algorithm = algo.name
     precision = "bf16 autocast" if bf16 and device.type == "cuda" else ("tf32" if tf32 and device.type == "cuda" else "fp32")
@@ -330,7 +335,7 @@ def _pretrain_locked(
             meta = {**(meta or {}), "init_from": {"checkpoint": str(init_from), "updates": model.meta.get("updates")}}
         run = _run_options(algorithm, preset_name, seed, dataset_dir, dataset, model_config, train_config, log_every, init_from, resimulate)
         trainer = algo.trainer(model.to(device), train_config, generator)
-    _truncate_metrics(run_dir / METRICS, step)
+    _truncate_metrics(run_dir / METRICS_FILE, step)
     segment = _segment(step, device, train_config, precision, cuda_graphs)
     if not history or not _same_segment(history[-1], segment):
         history.append(segment)
@@ -365,7 +370,7 @@ def _pretrain_locked(
     deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
     if step and step >= train_config.num_updates:
         checkpoint(step)  # nothing to train: repair the model files
-    with open(run_dir / METRICS, "a") as log:
+    with open_metrics_log(run_dir, tensorboard, resume_step=step) as log:
         while step < train_config.num_updates:
             run_step()
             step += 1
@@ -373,8 +378,7 @@ def _pretrain_locked(
             if step % log_every == 0 or step == train_config.num_updates:
                 means = check_finite(step)
                 row = {"step": step, "time_s": round(time.perf_counter() - start, 2), **means}
-                log.write(json.dumps(row) + "\n")
-                log.flush()
+                log.write(row)
                 bar.set_postfix(q=f"{row.get('actor_q', float('nan')):.3g}")
                 sums.reset()
             out_of_time = deadline is not None and time.perf_counter() >= deadline
