@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import ModelConfigFile, validate
 
 FORMAT_VERSION = 1
 MODEL_WEIGHTS, MODEL_CONFIG = "model.safetensors", "config.json"
@@ -70,7 +71,8 @@ def load_tensors(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
         raise FastBFMError(f"corrupt checkpoint {path}: {e}") from e
 
 
-def read_json(path: Path) -> dict:
+def read_json(path: Path, schema=None) -> dict:
+    """A checkpoint's JSON, checked against ``schema`` (from :mod:`fastbfm.schemas`) when given."""
     if not path.is_file():
         raise FastBFMError(f"missing checkpoint file: {path}")
     try:
@@ -80,7 +82,7 @@ def read_json(path: Path) -> dict:
         raise FastBFMError(f"corrupt checkpoint config {path}: {e}") from e
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         raise FastBFMError(f"unsupported checkpoint config {path}: expected format_version {FORMAT_VERSION}")
-    return data
+    return data if schema is None else validate(path, data, schema, "corrupt checkpoint config")
 
 
 def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -123,8 +125,8 @@ def load_model(folder: str | Path) -> nn.Module:
         from fastbfm.interop.metamotivo import load_metamotivo
 
         return load_metamotivo(folder)
-    config = read_json(folder / MODEL_CONFIG)
-    algorithm = config.get("algorithm")
+    config = read_json(folder / MODEL_CONFIG, ModelConfigFile)
+    algorithm = config["algorithm"]
     if algorithm not in ALGORITHMS:
         raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: unknown algorithm {algorithm!r}")
     try:
@@ -159,4 +161,8 @@ def restore_optimizer(name: str, optimizer: torch.optim.Optimizer, tensors: dict
         if key.startswith(prefix):
             idx, field = key[len(prefix) :].split(".", 1)
             state.setdefault(int(idx), {})[field] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+    except (ValueError, KeyError, TypeError) as e:
+        # param groups that do not fit this optimizer (sizes, keys): the trainer state is not this run's
+        raise FastBFMError(f"corrupt trainer state: optimizer '{name}' does not fit its saved state ({str(e).strip().splitlines()[0]})") from e

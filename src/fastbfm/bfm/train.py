@@ -33,6 +33,7 @@ from fastbfm.bfm.algorithms import build_model, get_algorithm, preset
 from fastbfm.data.dataset import load_dataset
 from fastbfm.envs.registry import domain_for_dims
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import ModelConfigFile, TrainerStateFile, check_seed
 
 TRAINER_WEIGHTS, TRAINER_STATE = "trainer.safetensors", "trainer.json"
 
@@ -68,7 +69,7 @@ def _save_checkpoint(run_dir: Path, trainer, step: int, wall_time: float, meta: 
 
 
 def _restore_checkpoint(run_dir: Path, trainer) -> tuple[int, float]:
-    state = read_json(run_dir / TRAINER_STATE)
+    state = read_json(run_dir / TRAINER_STATE, TrainerStateFile)
     weights = state.get("weights", TRAINER_WEIGHTS)
     tensors = load_tensors(run_dir / weights, state["sha256"][weights])
     if any(k.startswith("model.") for k in tensors):
@@ -105,7 +106,7 @@ def _resumable_model(run_dir: Path):
     try:
         return load_model(run_dir)
     except FastBFMError:
-        config = read_json(run_dir / "config.json")
+        config = read_json(run_dir / "config.json", ModelConfigFile)
         model = build_model(config["algorithm"], config["model"])
         model.meta = config.get("meta", {})
         return model
@@ -143,6 +144,7 @@ def pretrain(
     with fresh optimisers and targets copied from it: continued pretraining, e.g. with another discount.
     ``train_overrides`` replaces fields of the preset's train config (e.g. ``discount``).
     """
+    check_seed(seed)
     torch.set_num_threads(threads)
     algo = get_algorithm(algorithm)
     dataset = load_dataset(dataset_dir, resimulate=resimulate)

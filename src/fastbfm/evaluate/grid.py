@@ -24,7 +24,9 @@ from tqdm.auto import tqdm
 
 from fastbfm.bfm.checkpoint import write_json
 from fastbfm.errors import FastBFMError
+from fastbfm.locks import folder_lock
 from fastbfm.report.run import write_csv
+from fastbfm.schemas import GridBudgetFile, GridCellFile, check_seed, validate
 
 GRID_METHODS = ("zero-shot", "lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "opti-thompson", "opti-ucb", "race", "oracle")
 """``oracle`` is the headroom yardstick (``fastbfm headroom``): the best of 256 latents on the seed's evaluation episodes."""
@@ -75,6 +77,7 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
     """Every (model, task, method, seed) whose task is in the model's domain; checks names up front."""
     from fastbfm.bfm.checkpoint import read_json
     from fastbfm.envs import get_task
+    from fastbfm.schemas import ModelConfigFile
     from fastbfm.zoo import resolve_model
 
     for method in methods:
@@ -82,7 +85,9 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
             raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(GRID_METHODS)}")
     if not (models and tasks and methods and seeds):
         raise FastBFMError("a grid needs at least one model, task, method and seed")
-    domains = {m: read_json(resolve_model(m) / "config.json").get("meta", {}).get("domain") for m in models}
+    for seed in seeds:
+        check_seed(seed)
+    domains = {m: read_json(resolve_model(m) / "config.json", ModelConfigFile).get("meta", {}).get("domain") for m in models}
     cells = [
         GridCell(m, get_task(t).full_name, method, s)
         for m in models
@@ -191,6 +196,12 @@ def run_grid(
     if out.exists() and not out.is_dir():
         raise FastBFMError(f"--out {out} is a file, not a folder")
     cells = grid_cells(models, tasks, methods, seeds)
+    with folder_lock(out, "grid"):
+        return _run_grid(out, cells, models, episodes, eval_episodes, eval_every, workers, ray_address, progress)
+
+
+def _run_grid(out: Path, cells: list[GridCell], models: list[str], episodes: int, eval_episodes: int, eval_every: float,
+              workers: int, ray_address: str | None, progress: bool) -> dict:
     _check_budget(out, {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every})
     (out / "cells").mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells if not (out / "cells" / c.file_name).is_file()]
@@ -206,7 +217,7 @@ def run_grid(
                 bar.update(1)
     bar.close()
     # every cell of the folder, not only this run's: a rerun that names fewer methods keeps the others' rows
-    done = [json.loads(path.read_text()) for path in sorted((out / "cells").glob("*.json"))]
+    done = [_read_checked(path, GridCellFile, "corrupt grid cell") for path in sorted((out / "cells").glob("*.json"))]
     write_csv(out / "results.csv", TIDY_COLUMNS, _tidy_rows(done))
     results = _merge_seeds(done)
     in_folder = list(dict.fromkeys([*models, *sorted({c["cell"]["model"] for c in done})]))
@@ -231,12 +242,20 @@ def _check_budget(out: Path, budget: dict) -> None:
     """A grid folder holds cells of one budget: resuming with another would mix incomparable curves."""
     path = out / "grid.json"
     if path.is_file():
-        kept = json.loads(path.read_text())
+        kept = _read_checked(path, GridBudgetFile, "corrupt grid budget")
         if kept != budget:
             raise FastBFMError(f"{out} holds a grid with budget {kept}; this run asks for {budget}: use another --out")
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_json(path, budget)
+
+
+def _read_checked(path: Path, schema, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FastBFMError(f"{what} {path}: not valid JSON ({e}); delete it to rerun that part") from None
+    return validate(path, data, schema, what)
 
 
 def _run_on_ray(todo: list[GridCell], budget: tuple, out: Path, address: str, bar) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import GridTableRow, validate
 
 BUDGETS = (10, 20, 50)
 ORDER = ("lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "race", "opti-ucb", "opti-thompson")
@@ -50,7 +51,8 @@ def load_rows(grids: list[Path]) -> list[dict]:
             reader = csv.DictReader(f)
             if "budget_episodes" not in (reader.fieldnames or []):
                 raise FastBFMError(f"{path} predates the budget column: rerun its `fastbfm grid` command to rewrite the tables")
-            for row in reader:
+            for line, row in enumerate(reader, start=2):
+                validate(f"{path} (line {line})", row, GridTableRow, "corrupt grid table")
                 rows.append({**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "return": float(row["return"]),
                              "compute_s_per_episode": float(row["compute_s_per_episode"] or 0),
                              "sim_s_per_episode": float(row.get("sim_s_per_episode") or 0),

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from fastbfm.bfm.checkpoint import atomic_write
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import RunResultsFile, validate
 
 RESULTS = "results.json"
 CURVES = "curves.csv"
 VIDEOS = "videos"
 CURVE_COLUMNS = ("task", "method", "seed", "episodes", "return")
-REQUIRED_KEYS = ("task", "zero_shot", "final", "episodes", "curves")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -75,11 +75,7 @@ def load_run(path: str | Path) -> dict:
     results = payload.get("results") if isinstance(payload, dict) else None
     if not isinstance(results, list) or not results:
         raise FastBFMError(f"'{path}' has no 'results' list (expected the output of `fastbfm adapt --out` or `fastbfm demo`)")
-    for r in results:
-        missing = [k for k in REQUIRED_KEYS if not isinstance(r, dict) or k not in r]
-        if missing:
-            raise FastBFMError(f"'{path}': a result lacks {', '.join(missing)}")
-    return payload
+    return validate(path, payload, RunResultsFile, "corrupt results")
 
 
 def pick_result(payload: dict, task: str | None, method: str | None = None) -> dict:
