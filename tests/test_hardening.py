@@ -464,3 +464,13 @@ def test_two_adapt_runs_into_one_folder(tmp_path, small_dataset, monkeypatch, ca
     second = ["adapt", "--model", "maze-fb", "--task", MAZE, "--method", "opti-ucb", "--episodes", 1, "--seeds", 1, "--eval-episodes", 1,
               "--out", out, "-q"]
     _second_writer_is_refused(first, second, lambda: out.is_dir(), monkeypatch, capsys)
+
+
+def test_a_latent_of_the_wrong_size_in_results_is_one_line(tmp_path, monkeypatch, capsys):
+    """Before: a RuntimeError traceback from the policy's matrix product."""
+    result = {"task": MAZE, "method": "lola", "seeds": [0], "zero_shot": 1.0, "final": 2.0, "episodes": [0, 1], "curves": [[1.0, 2.0]],
+              "z": [[0.5, 0.5, 0.5]], "z_zero_shot": [0.1] * 50}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps({"model": "maze-fb", "results": [result]}))
+    code, err = run_cli(["render", "--z-from", tmp_path / "run", "--out", tmp_path / "x.gif", "--steps", 2, "-q"], monkeypatch, capsys)
+    assert_one_line_error(code, err, "has 3 values, the model's latents 50")

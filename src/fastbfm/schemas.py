@@ -227,6 +227,7 @@ class Result(_Open):
     episodes: Curve
     curves: Annotated[list[Curve], Field(min_length=1, max_length=10**4)]
     z: Optional[list[Optional[Annotated[list[Finite], Field(min_length=1, max_length=MAX_LATENT)]]]] = None
+    z_zero_shot: Optional[Annotated[list[Finite], Field(min_length=1, max_length=MAX_LATENT)]] = None
 
     @model_validator(mode="after")
     def _shapes(self):

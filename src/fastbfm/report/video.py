@@ -164,7 +164,11 @@ def before_after(
     else:
         z_zero_shot = zero_shot_latent(model, get_task(result["task"]), data, resimulate, progress)
     method = result.get("method", "lola")
-    return {"zero-shot": z_zero_shot, f"{METHOD_LABELS.get(method, method)} (seed {seed})": torch.tensor(z_adapted, dtype=torch.float32)}
+    latents = {"zero-shot": z_zero_shot, f"{METHOD_LABELS.get(method, method)} (seed {seed})": torch.tensor(z_adapted, dtype=torch.float32)}
+    for name, z in latents.items():
+        if z.shape != (model.z_dim,):
+            raise FastBFMError(f"the {name} latent of {result['task']} has {z.numel()} values, the model's latents {model.z_dim}: results of another model?")
+    return latents
 
 
 def zero_shot_latent(
