@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -63,32 +64,38 @@ def test_oracle_cell_pairs_the_best_latent_with_zero_shot_on_the_same_episodes(t
     assert [r["episodes"] for r in rows if r["method"] == "oracle"] == ["0.0"]
 
 
-def _pool_workers() -> set[int]:
-    """Process ids of live multiprocessing spawn workers on this machine."""
+MARK = "FASTBFM_TEST_GRID_MARK"
+
+
+def _pool_workers(mark: str) -> set[int]:
+    """Process ids of live multiprocessing spawn workers started under this test's environment mark
+    (other processes on a shared machine start workers of their own)."""
     pids = set()
     for proc in Path("/proc").iterdir():
         try:
             if proc.name.isdigit() and b"multiprocessing.spawn" in (proc / "cmdline").read_bytes():
-                if (proc / "stat").read_text().split(")")[-1].split()[0] != "Z":
-                    pids.add(int(proc.name))
+                if f"{MARK}={mark}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                    if (proc / "stat").read_text().split(")")[-1].split()[0] != "Z":
+                        pids.add(int(proc.name))
         except OSError:
             pass
     return pids
 
 
-def test_kill_9_during_a_grid_then_rerun_completes_it(tmp_path):
+def test_kill_9_during_a_grid_then_rerun_completes_it(tmp_path, monkeypatch):
     from test_faults import _kill_when
 
+    mark = str(os.getpid())
+    monkeypatch.setenv(MARK, mark)  # inherited by the grid and its workers
     out = tmp_path / "killed"
     args = ["grid", "--out", out, "--model", "maze-fb", "--task", "point_mass_maze:reach_top_left", "--method", "zero-shot",
             "--method", "cem", "--seeds", 2, "--episodes", 4, "--eval-episodes", 1, "--workers", 1, "-q", "--json"]
     cmd = [sys.executable, "-m", "fastbfm", *map(str, args)]
-    before = _pool_workers()
     _kill_when(cmd, lambda: len(list((out / "cells").glob("*.json"))) >= 1)
-    deadline = time.monotonic() + 30
-    while _pool_workers() - before and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while _pool_workers(mark) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _pool_workers() - before, "the killed grid left its worker processes behind"
+    assert not _pool_workers(mark), "the killed grid left its worker processes behind"
     kept = {p.name: p.read_text() for p in (out / "cells").glob("*.json")}
     assert 1 <= len(kept) < 4 and not (out / "results.csv").exists()
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
