@@ -30,7 +30,7 @@ from fastbfm.data.dataset import episode_files, load_dataset
 from fastbfm.data.manifest import MANIFEST
 from fastbfm.envs import get_task
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import eval_start_states
+from fastbfm.rollout import eval_start_states
 
 REPO = Path(__file__).resolve().parent.parent
 MAZE = "point_mass_maze:reach_top_left"
@@ -102,7 +102,7 @@ def test_a_bad_model_config_is_one_line_naming_the_field(tmp_path, monkeypatch, 
 
 def test_a_huge_meta_motivo_width_is_refused_before_building(tmp_path, monkeypatch, capsys):
     """Before: only a lower bound; a width of 10^6 built networks of 10^12 weights (RuntimeError traceback)."""
-    from fastbfm.interop.metamotivo import write_random_checkpoint
+    from tests.metamotivo_fixture import write_random_checkpoint
 
     folder = write_random_checkpoint(tmp_path / "mm", obs_dim=4, action_dim=2, z_dim=8)
     _edit_json(folder / "config.json", lambda c: c["archi"]["f"].update(hidden_dim=10**6))

@@ -11,7 +11,7 @@ schemas agree. Bottom layer: imports nothing of fastbfm but its error type.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Callable, Literal, Optional
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -107,6 +107,10 @@ class SFModelFields(_Strict):
     ensemble_size: _int(1, MAX_ENSEMBLE) = 2
 
 
+class TrainMeta(_Open):
+    discount: Optional[Annotated[float, Field(gt=0, lt=1)]] = None
+
+
 class ModelMeta(_Open):
     """What a run records about itself; the fields fastbfm reads are typed."""
 
@@ -117,7 +121,7 @@ class ModelMeta(_Open):
     updates: Optional[Count] = None
     wall_time_s: Optional[NonNegative] = None
     dataset_transitions: Optional[Count] = None
-    train: Optional[dict[str, Any]] = None
+    train: Optional[TrainMeta] = None
     init_from: Optional[dict[str, Any]] = None
 
 
@@ -270,6 +274,7 @@ class GridBudgetFile(_Strict):
     episodes: _int(0, MAX_EPISODES)
     eval_episodes: _int(1, MAX_EVAL_EPISODES)
     eval_every: NonNegative
+    discount: Optional[Annotated[float, Field(gt=0, lt=1)]] = None
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -292,6 +297,11 @@ class GridTableRow(BaseModel):
 
 
 # -- validation -----------------------------------------------------------------------------------------
+def checker(schema: type[BaseModel], what: str) -> Callable[[Any, Path], Any]:
+    """``schema`` as the check that :func:`fastbfm.io.read_json` and ``read_csv`` take: ``(data, path) -> data``."""
+    return lambda data, path: validate(path, data, schema, what)
+
+
 def _where(loc: tuple) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
