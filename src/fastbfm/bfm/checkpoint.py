@@ -39,10 +39,15 @@ def read_json(path: Path, schema: type | None = None) -> dict:
     return read_any_json(path, check, what="checkpoint config")
 
 
-def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None = None) -> Path:
+def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
+    """``dtype`` (e.g. ``torch.float16``) stores the floating-point weights compactly; loading casts them
+    back to the model's float32."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    digest = save_tensors(folder / MODEL_WEIGHTS, model.state_dict())
+    tensors = model.state_dict()
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    digest = save_tensors(folder / MODEL_WEIGHTS, tensors)
     write_json(
         folder / MODEL_CONFIG,
         {
