@@ -191,11 +191,11 @@ def run_grid(
     cells = grid_cells(models, tasks, methods, seeds)
     _check_discounts(models, methods, discount)
     with folder_lock(out, "grid"):
-        return _run_grid(out, cells, models, episodes, eval_episodes, eval_every, workers, ray_address, progress, discount)
+        return _run_grid(out, cells, models, episodes, eval_episodes, eval_every, workers, ray_address, progress, discount, device)
 
 
 def _run_grid(out: Path, cells: list[GridCell], models: list[str], episodes: int, eval_episodes: int, eval_every: float,
-              workers: int, ray_address: str | None, progress: bool, discount: float | None) -> dict:
+              workers: int, ray_address: str | None, progress: bool, discount: float | None, device: str) -> dict:
     budget = {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every}
     _check_budget(out, budget if discount is None else {**budget, "discount": discount})
     (out / "cells").mkdir(parents=True, exist_ok=True)
