@@ -46,6 +46,7 @@ from fastbfm.bfm.metrics_log import METRICS_FILE, open_metrics_log, tensorboard_
 from fastbfm.data.dataset import load_dataset
 from fastbfm.envs.registry import domain_for_dims
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import ModelConfigFile, TrainerStateFile, check_seed
 
 TRAINER_WEIGHTS, TRAINER_STATE, LOCK = "trainer.safetensors", "trainer.json", "pretrain.lock"
 # Options that define a run: a resume must keep them (learning rates may change with allow_new_lr).
@@ -224,7 +225,7 @@ def _resumable_model(run_dir: Path):
     try:
         return load_model(run_dir)
     except FastBFMError:
-        config = read_json(run_dir / "config.json")
+        config = read_json(run_dir / "config.json", ModelConfigFile)
         model = build_model(config["algorithm"], config["model"])
         model.meta = config.get("meta", {})
         return model
@@ -274,6 +275,7 @@ def pretrain(
     ``cuda_graphs`` (default on) capture the whole step once and replay it.
     ``tensorboard`` also writes the metric rows as TensorBoard event files in ``run_dir``.
     """
+    check_seed(seed)
     if tensorboard:
         tensorboard_writer_class()  # a missing package is refused before the dataset is read
     torch.set_num_threads(threads)
@@ -309,7 +311,7 @@ def _pretrain_locked(
     step, wall_time, history = 0, 0.0, []
     resuming = (run_dir / TRAINER_STATE).exists()
     if resuming:
-        state = read_json(run_dir / TRAINER_STATE)
+        state = read_json(run_dir / TRAINER_STATE, TrainerStateFile)
         recorded = _recorded_options(state, _read_config(run_dir))
         if init_from is None and recorded.get("init_from") is not None:
             init_from = recorded["init_from"]
