@@ -89,7 +89,7 @@ def _optimum(model, task, episodes=2):
 
 def test_reset_free_lola_climbs_within_budget():
     task, model = get_task("point_mass_maze:reach_top_left"), GoalToyBFM()
-    config = LoLAConfig(episodes=12, num_candidates=4, horizon=250, sigma=0.1, lr=0.05, reset_free=True, eval_episodes=2)
+    config = LoLAConfig(episodes=12, num_candidates=4, horizon=250, sigma=0.1, lr=0.05, reset_free=True, eval_episodes=2, safe=None)
     curve = lola(model, task, _prompt(START), config)
     assert len(curve.returns) == 12 * 1000 // (4 * 250) + 1
     assert curve.episodes[-1] == config.episodes
@@ -113,7 +113,7 @@ def test_reset_free_lola_resets_only_at_episode_boundaries(monkeypatch):
     counted = dataclasses.replace(domain, sample_initial_state=counting)
     monkeypatch.setattr(driver_module, "get_domain", lambda name: counted)
     # H = 300 does not divide 1000: segments of 300, 300, 300, 100 steps per episode, 2 candidates each
-    config = LoLAConfig(episodes=4, num_candidates=2, horizon=300, reset_free=True, eval_episodes=1)
+    config = LoLAConfig(episodes=4, num_candidates=2, horizon=300, reset_free=True, eval_episodes=1, safe=None)
     curve = lola(GoalToyBFM(), get_task("point_mass_maze:reach_top_left"), _prompt(START), config)
     np.testing.assert_allclose(curve.episodes, [0, 0.6, 1.2, 1.8, 2.0, 2.6, 3.2, 3.8, 4.0])
     assert len(draws) == 2  # 4 episodes of budget with k = 2: two chain episodes of 1000 steps
@@ -121,7 +121,7 @@ def test_reset_free_lola_resets_only_at_episode_boundaries(monkeypatch):
 
 def test_reset_free_lola_seeds_in_lockstep_equal_lone_runs():
     task = get_task("point_mass_maze:reach_top_left")
-    config = LoLAConfig(episodes=3, num_candidates=2, horizon=400, reset_free=True, eval_episodes=2)
+    config = LoLAConfig(episodes=3, num_candidates=2, horizon=400, reset_free=True, eval_episodes=2, safe=None)
     together = lola_seeds(GoalToyBFM(), task, _prompt(START), config, [5, 6])
     for seed, curve in zip([5, 6], together):
         alone = lola(GoalToyBFM(), task, _prompt(START), LoLAConfig(**{**config.__dict__, "seed": seed}))
@@ -132,7 +132,7 @@ def test_reset_free_lola_seeds_in_lockstep_equal_lone_runs():
 
 # -- ReLA -----------------------------------------------------------------------------------------
 
-RELA = ReLAConfig(episodes=6, updates_per_episode=100, batch_size=128, hidden_dim=64, critic_lr=1e-3, latent_lr=3e-2, eval_episodes=2)
+RELA = ReLAConfig(episodes=6, updates_per_episode=100, batch_size=128, hidden_dim=64, critic_lr=1e-3, latent_lr=3e-2, eval_episodes=2, safe=None)
 
 
 def test_rela_climbs_towards_the_known_optimum_within_budget():
@@ -225,11 +225,11 @@ def test_sparse_evaluation_keeps_the_method_and_its_final_return(method):
 
     task, model = get_task("point_mass_maze:reach_top_left"), FeatureToyBFM()
     configs = {
-        "lola": (lola_seeds, LoLAConfig(episodes=5, num_candidates=2, horizon=500, eval_episodes=1)),
-        "cmaes": (search_seeds, SearchConfig(method="cmaes", episodes=5, population=2, eval_episodes=1)),
+        "lola": (lola_seeds, LoLAConfig(episodes=5, num_candidates=2, horizon=500, eval_episodes=1, safe=None)),
+        "cmaes": (search_seeds, SearchConfig(method="cmaes", episodes=5, population=2, eval_episodes=1, safe=None)),
         "opti-ucb": (opti_seeds, OptiConfig(rule="ucb", episodes=5, eval_episodes=1, warm_start=True)),
-        "rela": (rela_seeds, ReLAConfig(episodes=5, updates_per_episode=4, batch_size=32, eval_episodes=1)),
-        "race": (race_seeds, RaceConfig(episodes=5, stages=((4, 100, 1), (2, 250, 1), (2, 1000, 1)), eval_episodes=1)),
+        "rela": (rela_seeds, ReLAConfig(episodes=5, updates_per_episode=4, batch_size=32, eval_episodes=1, safe=None)),
+        "race": (race_seeds, RaceConfig(episodes=5, stages=((4, 100, 1), (2, 250, 1), (2, 1000, 1)), eval_episodes=1, confidence=None)),
     }
     run, config = configs[method]
     dense = run(model, task, _prompt(START), config, [0])[0]

@@ -23,7 +23,7 @@ def test_grid_cells_pair_models_with_their_domain_and_check_names():
 
 
 def test_grid_runs_resumes_and_writes_tidy_results(tmp_path):
-    args = dict(models=["maze-fb"], tasks=["point_mass_maze:reach_top_left"], methods=["zero-shot", "cem"], seeds=[0, 1],
+    args = dict(models=["maze-fb"], tasks=["point_mass_maze:reach_top_left"], methods=["zero-shot", "cem-unsafe"], seeds=[0, 1],
                 episodes=4, eval_episodes=1, workers=2, progress=False)
     first = run_grid(tmp_path / "g", **args)
     assert first["cells"] == 4 and first["ran"] == 4
@@ -37,27 +37,27 @@ def test_grid_runs_resumes_and_writes_tidy_results(tmp_path):
     measured = lambda results: [{k: v for k, v in r.items() if k not in wall_clock} for r in results]  # noqa: E731
     assert measured(again["results"]) == measured(first["results"])  # wall-clock aside, the same numbers
     rows = list(csv.DictReader((tmp_path / "g" / "results.csv").open()))
-    assert {r["method"] for r in rows} == {"zero-shot", "cem"}
-    assert len([r for r in rows if r["method"] == "cem"]) == 2 * 2  # 2 seeds x (start + one generation of 4)
+    assert {r["method"] for r in rows} == {"zero-shot", "cem-unsafe"}
+    assert len([r for r in rows if r["method"] == "cem-unsafe"]) == 2 * 2  # 2 seeds x (start + one generation of 4)
     payload = json.loads((tmp_path / "g" / "results.json").read_text())
     assert payload["model"] == "maze-fb" and len(payload["results"]) == 2
     with pytest.raises(FastBFMError, match="holds a grid with budget"):  # resuming with another budget would mix curves
         run_grid(tmp_path / "g", **{**args, "episodes": 8})
     # a later run that adds one method to the folder keeps the earlier methods' rows
-    added = run_grid(tmp_path / "g", **{**args, "methods": ["lola"], "seeds": [0]})
+    added = run_grid(tmp_path / "g", **{**args, "methods": ["lola-unsafe"], "seeds": [0]})
     assert added["ran"] == 1
     rows = list(csv.DictReader((tmp_path / "g" / "results.csv").open()))
-    assert {r["method"] for r in rows} == {"zero-shot", "cem", "lola"}
+    assert {r["method"] for r in rows} == {"zero-shot", "cem-unsafe", "lola-unsafe"}
     assert len(json.loads((tmp_path / "g" / "results.json").read_text())["results"]) == 3
 
 
 def test_oracle_cell_pairs_the_best_latent_with_zero_shot_on_the_same_episodes(tmp_path):
     """The oracle cell of a seed evaluates on that seed's episodes: its zero-shot equals LoLA's start."""
-    result = run_grid(tmp_path / "g", ["maze-fb"], ["point_mass_maze:reach_top_left"], ["lola", "oracle"], [1],
+    result = run_grid(tmp_path / "g", ["maze-fb"], ["point_mass_maze:reach_top_left"], ["lola-unsafe", "oracle"], [1],
                       episodes=1, eval_episodes=2, workers=1, progress=False)
     by = {r["method"]: r for r in result["results"]}
     # the same latent and episodes in a batch of other sizes: equal up to float rounding in the policy's matmuls
-    assert by["oracle"]["zero_shot"] == pytest.approx(by["lola"]["curves"][0][0], rel=1e-4)
+    assert by["oracle"]["zero_shot"] == pytest.approx(by["lola-unsafe"]["curves"][0][0], rel=1e-4)
     assert by["oracle"]["final"] >= by["oracle"]["zero_shot"]
     rows = list(csv.DictReader((tmp_path / "g" / "results.csv").open()))
     assert [r["episodes"] for r in rows if r["method"] == "oracle"] == ["0.0"]
@@ -81,7 +81,7 @@ def test_kill_9_during_a_grid_then_rerun_completes_it(tmp_path):
 
     out = tmp_path / "killed"
     args = ["grid", "--out", out, "--model", "maze-fb", "--task", "point_mass_maze:reach_top_left", "--method", "zero-shot",
-            "--method", "cem", "--seeds", 2, "--episodes", 4, "--eval-episodes", 1, "--workers", 1, "-q", "--json"]
+            "--method", "cem-unsafe", "--seeds", 2, "--episodes", 4, "--eval-episodes", 1, "--workers", 1, "-q", "--json"]
     cmd = [sys.executable, "-m", "fastbfm", *map(str, args)]
     before = _pool_workers()
     _kill_when(cmd, lambda: len(list((out / "cells").glob("*.json"))) >= 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +12,7 @@ import typer
 from typer.exceptions import TyperException
 
 from fastbfm.adapt.lola import LoLAConfig
+from fastbfm.adapt.safe import SafeConfig
 from fastbfm.errors import FastBFMError
 
 app = typer.Typer(
@@ -217,6 +218,14 @@ def adapt(
     sigma: float = typer.Option(LoLAConfig.sigma, help="Latent perturbation std per coordinate (the search's initial step)."),
     lr: float = typer.Option(LoLAConfig.lr, help="LoLA: Adam step size on the latent mean."),
     eval_episodes: int = typer.Option(LoLAConfig.eval_episodes, min=1, help="Evaluation episodes after each adaptation step."),
+    eval_every: float = typer.Option(0.0, min=0.0, help="Evaluate every this many episodes of budget (0: after every step of the method)."),
+    safe: bool = typer.Option(
+        True, help="Latent-search methods (lola, rela, cmaes, cem, race...): deploy a new latent only when paired returns within "
+        "the budget show it better with --confidence (docs/adaptation.md, 'Safe deployment'); --no-safe: the method's current latent is the policy."
+    ),
+    confidence: float = typer.Option(SafeConfig.confidence, min=0.5, max=0.9999, help="Safe deployment: confidence of the paired test."),
+    safe_starts: int = typer.Option(SafeConfig.starts, min=2, help="Safe deployment (not race): duel start states; a duel costs this many episodes."),
+    safe_duels: int = typer.Option(SafeConfig.duels, min=1, help="Safe deployment (not race): duels over the budget, the last at its end."),
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot start (default: the domain's exploration data)."),
     resimulate: bool = RESIM_OPT,
     plot: Optional[Path] = typer.Option(None, help="Write the adaptation curves to this PNG."),
@@ -229,6 +238,7 @@ def adapt(
 ):
     """Fast-adapt a frozen BFM to tasks by searching its latent space, starting from zero-shot."""
     from fastbfm.adapt.opti import OptiConfig
+    from fastbfm.adapt.race import RaceConfig
     from fastbfm.adapt.search import METHODS, SearchConfig
     from fastbfm.data import ensure_dataset
     from fastbfm.evaluate.experiments import METHOD_LABELS, needs_labels
@@ -253,19 +263,23 @@ def adapt(
 
         config = FinetuneConfig(episodes=episodes, eval_episodes=eval_episodes)
     elif method == "race":
-        from fastbfm.adapt.race import RaceConfig
-
         config = RaceConfig(episodes=episodes, eval_episodes=eval_episodes)
     elif method in METHODS or method == "cmaes-lookahead":
         config = SearchConfig(method=method.removesuffix("-lookahead"), episodes=episodes, population=candidates, sigma=sigma,
                               horizon=horizon if method == "cmaes-lookahead" else None, eval_episodes=eval_episodes)
     else:
         config = OptiConfig(rule=method.removeprefix("opti-"), episodes=episodes, warm_start=warm_start, eval_episodes=eval_episodes)
+    config = replace(config, eval_every=eval_every)
+    if isinstance(config, RaceConfig):
+        config = replace(config, confidence=confidence if safe else None)
+    elif hasattr(config, "safe"):
+        config = replace(config, safe=SafeConfig(confidence, safe_starts, safe_duels) if safe else None)
     if not needs_labels(config):
         datasets = {t.domain: None for t in tasks}
     else:
         datasets = {domain: ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate) for domain in {t.domain for t in tasks}}
     results = [run_adapt(bfm, t, datasets[t.domain], config, list(range(first_seed, first_seed + seeds)), progress=not quiet) for t in tasks]
+    method = results[0]["method"] if results else method
     if plot:
         curves = {r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results}
         plot_adaptation_curves(curves, plot, method=METHOD_LABELS[method])
@@ -325,6 +339,7 @@ def summarize(
     out: Path = typer.Option(Path("adaptation_report.md"), help="Markdown report to write; the PNG of the curves goes beside it."),
     min_zero_shot: float = typer.Option(10.0, min=0.0, help="Leave tasks with a lower zero-shot return out of relative changes and dips."),
     min_headroom: float = typer.Option(10.0, min=0.0, help="Leave tasks where the oracle beats zero-shot by less out of the headroom share."),
+    title: str = typer.Option("Fast adaptation on the shipped zoo", help="Heading of the report."),
     as_json: bool = JSON_OPT,
 ):
     """Summarise grids per method: change over zero-shot at 10/20/50 episodes, worst dip, share of the oracle's headroom, compute."""
@@ -334,7 +349,7 @@ def summarize(
     from fastbfm.report.adaptation import BUDGETS, Thresholds, pct, write_report
 
     command = "fastbfm summarize " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    result = write_report(grids, out, command, Thresholds(min_zero_shot, min_headroom))
+    result = write_report(grids, out, command, Thresholds(min_zero_shot, min_headroom), title)
     rows = [[r["method"], r["tasks"], *(pct(r[f"improvement_{b}"]) for b in BUDGETS), pct(r["headroom_20"]), pct(r["worst_dip"]),
              f"{r['compute_s']:.3g}"] for r in result["summary"]]
     table = _fmt_table(["method", "tasks", "@10", "@20", "@50", "headroom @20", "worst dip", "s/episode"], rows)
@@ -431,6 +446,11 @@ def render(
     ),
     method: Optional[str] = typer.Option(None, help="With --z-from RESULTS holding several methods for the task: which one."),
     adapted_seed: Optional[int] = typer.Option(None, help="With --z-from RESULTS: the adaptation seed whose final latent is shown (default: the first)."),
+    evolution: bool = typer.Option(
+        False, "--evolution", help="With --z-from RESULTS: the deployed policy after each budget of --at side by side (the run must have "
+        "evaluated those budgets: `fastbfm adapt --eval-every 5 --out RUN`)."
+    ),
+    at: list[float] = typer.Option([0.0, 5.0, 10.0, 20.0], "--at", min=0.0, help="With --evolution: budgets in episodes; repeat."),
     seed: int = typer.Option(0, help="Seed of the start state, the same for every panel (each return shown is a 1-episode evaluation with this seed)."),
     steps: Optional[int] = VIDEO_STEPS_OPT,
     every: int = VIDEO_EVERY_OPT,
@@ -450,6 +470,7 @@ def render(
     from fastbfm.envs import get_task
     from fastbfm.report.run import load_run, pick_result
     from fastbfm.report.video import FORMATS, before_after, render_latents, write_video, zero_shot_latent
+    from fastbfm.report.video import evolution as evolution_latents
 
     if out.suffix.lower() not in FORMATS:
         raise FastBFMError(f"--out must end in .gif or .mp4, got '{out.name}'")
@@ -466,7 +487,12 @@ def render(
         if model is None:
             raise FastBFMError(f"'{z_from}' names no model: give --model")
         bfm = _load(model, [get_task(result["task"])])
-        latents = before_after(bfm, result, adapted_seed, data, resimulate, progress=not quiet)
+        if evolution:
+            latents = evolution_latents(result, adapted_seed, tuple(at))
+        else:
+            latents = before_after(bfm, result, adapted_seed, data, resimulate, progress=not quiet)
+    if evolution and result is None:
+        raise FastBFMError("--evolution needs --z-from RESULTS (a run folder of `fastbfm adapt --out`)")
     the_task = get_task(result["task"] if result else task)
     frames, returns = render_latents(bfm, the_task, latents, seed, steps, every, width, height, camera, progress=not quiet)
     write_video(frames, out, fps)
@@ -498,14 +524,15 @@ def report(
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
-    """Write one self-contained HTML page (RUN_DIR/report.html): result tables, adaptation curves, before/after videos.
+    """Write one self-contained HTML page (RUN_DIR/report.html): result tables, adaptation curves, before/after videos and,
+    for runs evaluated after 0, 5, 10 and 20 episodes, the deployed policy evolving during adaptation.
 
     Images and videos are embedded as base64 data URIs, so the page stands alone. Videos already in RUN_DIR or RUN_DIR/videos (.gif, .mp4) are included; --videos renders them.
     """
     from fastbfm.envs import get_task
     from fastbfm.report.html import find_videos, write_report
     from fastbfm.report.run import VIDEOS, has_latents, load_run, results_path
-    from fastbfm.report.video import before_after, render_latents, video_name, write_video
+    from fastbfm.report.video import EVOLUTION_AT, before_after, evolution, render_latents, video_name, write_video
 
     if video_format not in ("gif", "mp4"):
         raise FastBFMError(f"--video-format is gif or mp4, got '{video_format}'")
@@ -525,6 +552,12 @@ def report(
             frames, returns = render_latents(bfm, get_task(r["task"]), latents, seed, steps, every, width, height, camera, progress=not quiet)
             path = write_video(frames, source.parent / VIDEOS / video_name(r, f".{video_format}"), fps)
             notes[path.name] = f"{r['task']}: " + ", ".join(f"{k} return {v:.1f}" for k, v in returns.items()) + f" (start state of seed {seed})"
+            if r.get("latents") and r["episodes"][-1] >= max(EVOLUTION_AT) and all(z is not None for z in r["latents"][0]):
+                panels = evolution(r, adapted_seed)
+                frames, returns = render_latents(bfm, get_task(r["task"]), panels, seed, steps, every, width, height, camera, progress=not quiet)
+                path = write_video(frames, source.parent / VIDEOS / video_name(r, f"-evolution.{video_format}"), fps)
+                notes[path.name] = (f"{r['task']}, the deployed policy during adaptation: "
+                                    + ", ".join(f"{k} return {v:.1f}" for k, v in returns.items()) + f" (start state of seed {seed})")
     html_path = write_report(source, out, notes)
     embedded = [str(v) for v in find_videos(source.parent)]
     payload = {"report": str(html_path), "bytes": html_path.stat().st_size, "results": len(run["results"]), "videos": embedded,

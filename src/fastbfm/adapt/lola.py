@@ -30,6 +30,7 @@ import torch
 
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
+from fastbfm.adapt.safe import SafeConfig
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.registry import Task
@@ -50,6 +51,9 @@ class LoLAConfig:
     successor features are sums discounted by it), else 0.99."""
     pessimism: float = 0.5
     reset_free: bool = False
+    safe: SafeConfig | None = SafeConfig()
+    """Deploy a new latent only when a paired test on duel episodes within the budget shows it better
+    (``fastbfm.adapt.safe``); None: the method's current latent is the policy (``--no-safe``)."""
     """Continue from where the previous lookahead ended; reset only at episode boundaries."""
     eval_episodes: int = 10
     eval_every: float = 0.0

@@ -33,6 +33,7 @@ from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.lola import lookahead_scores, model_discount
 from fastbfm.adapt.oracle import OracleConfig, candidate_latents
+from fastbfm.adapt.safe import paired_lower_bound
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.registry import Task
@@ -56,6 +57,12 @@ class RaceConfig:
     critic's value alone at the bracket's first start state, psi(s0, pi(s0, z), z)^T w_r (no
     environment step spent)."""
     pessimism: float = 0.5
+    discount: float | None = None
+    """Discount of the lookahead scores (rewards and the critic's bootstrap); default: the model's."""
+    confidence: float | None = 0.95
+    """Safe deployment: the best finalist replaces the incumbent only when the one-sided Student-t lower
+    confidence bound of its mean paired difference with the incumbent, over the final's common start
+    states, is above zero (Bonferroni over the finalists that challenge it); None: the higher mean return wins."""
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every stage (0) or every this many episodes of budget."""
@@ -69,6 +76,8 @@ class RaceConfig:
         counts = [stage[0] for stage in self.stages]
         if counts[0] < 2 or any(b > a for a, b in zip(counts, counts[1:])):
             raise FastBFMError(f"race stages must start with 2 or more latents and never grow: got {counts}")
+        if self.confidence is not None and (not 0 < self.confidence < 1 or self.stages[-1][2] < 2):
+            raise FastBFMError("a safe race needs 0 < confidence < 1 and a final stage on 2 or more start states (or confidence None)")
         if self.episodes < 0 or self.eval_episodes < 1 or not self.sigmas or min(self.sigmas) <= 0 or not 0 <= self.sphere_fraction <= 1:
             raise FastBFMError("a race needs episodes >= 0, eval_episodes >= 1, positive sigmas and 0 <= sphere_fraction <= 1")
 
@@ -81,7 +90,8 @@ class Race(Adapter):
     def __init__(self, model: BFM, prompt: TaskPrompt, config: RaceConfig, seed: int, episode_length: int):
         super().__init__(model, seed, rollouts=config.stages[0][0] * config.stages[0][2], shared_start=False)
         self.config, self.episode_length = config, episode_length
-        self.w, self.gamma = prompt.w.clone(), model_discount(model)
+        self.w = prompt.w.clone()
+        self.gamma = model_discount(model) if config.discount is None else config.discount
         self.generator = torch.Generator().manual_seed(seed)
         self.incumbent = prompt.z.clone()
         self.latents = self.scores = None
@@ -139,7 +149,8 @@ class Race(Adapter):
         else:
             w = self.w.expand(self.rollouts, -1)
             scores = lookahead_scores(self.model, rewards, next_obs[-1], self.z, w, self.gamma, self.config.pessimism)
-        self.scores = scores.reshape(self.starts, self.count).mean(0)
+        self.per_start = scores.reshape(self.starts, self.count)
+        self.scores = self.per_start.mean(0)
 
     def update(self) -> None:
         if not np.isfinite(self.scores).all():
@@ -152,8 +163,13 @@ class Race(Adapter):
             self.stage += 1
             self._layout()
             return
-        best = int(np.argmax(self.scores))
-        if self.scores[best] > self.scores[0]:
+        best = int(np.argmax(self.scores[1:])) + 1
+        if self.config.confidence is None:
+            replace = self.scores[best] > self.scores[0]
+        else:
+            level = 1 - (1 - self.config.confidence) / (len(self.scores) - 1)
+            replace = paired_lower_bound(self.per_start[:, best] - self.per_start[:, 0], level) > 0
+        if replace:
             self.incumbent = self.latents[best].clone()
         self._draw()
 

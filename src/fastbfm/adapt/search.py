@@ -20,6 +20,7 @@ import torch
 
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
+from fastbfm.adapt.safe import SafeConfig
 from fastbfm.adapt.lola import lookahead_scores, model_discount
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM
@@ -42,6 +43,9 @@ class SearchConfig:
     sigma: float = 0.1
     """Initial search std per latent coordinate (latents have norm sqrt(d))."""
     elite_fraction: float = 0.5
+    safe: SafeConfig | None = SafeConfig()
+    """Deploy a new latent only when a paired test on duel episodes within the budget shows it better
+    (``fastbfm.adapt.safe``); None: the method's current latent is the policy (``--no-safe``)."""
     """CEM: fraction of each generation whose latents refit the Gaussian."""
     eval_episodes: int = 10
     eval_every: float = 0.0

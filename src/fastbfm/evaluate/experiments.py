@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from fastbfm.bfm.protocol import BFM
 from fastbfm.data.dataset import TransitionDataset
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
+from fastbfm.evaluate.paired import paired_curve
 from fastbfm.evaluate.rollout import evaluate_latent, random_policy_returns
 
 METHOD_LABELS = {
@@ -33,6 +34,11 @@ METHOD_LABELS = {
     "opti-ucb": "OpTI-UCB",
     "race": "Race",
 }
+SAFE_METHODS = ("lola", "lola-reset-free", "rela", "cmaes", "cmaes-lookahead", "cem", "race")
+"""Latent-search methods whose deployed latent is gated by default (``fastbfm.adapt.safe``; the race tests its
+own final); ``<method>-unsafe`` names the method with the gate off."""
+METHOD_LABELS.update({f"{m}-unsafe": METHOD_LABELS[m][:-1] + ", unsafe)" if METHOD_LABELS[m].endswith(")") else f"{METHOD_LABELS[m]} (unsafe)"
+                      for m in SAFE_METHODS})
 AdaptConfig = LoLAConfig | SearchConfig | OptiConfig | ReLAConfig | FinetuneConfig | RaceConfig
 ADAPTERS: dict[type, type[Adapter]] = {
     LoLAConfig: LoLA,
@@ -49,7 +55,30 @@ def make_adapter(model: BFM, task: Task, prompt: TaskPrompt | None, config: Adap
     return ADAPTERS[type(config)](model, prompt, config, seed, get_domain(task.domain).episode_length)
 
 
+def is_safe(config: AdaptConfig) -> bool:
+    """Whether the deployed latent moves only on a won paired test."""
+    if isinstance(config, RaceConfig):
+        return config.confidence is not None
+    return getattr(config, "safe", None) is not None and not (isinstance(config, ReLAConfig) and config.latent == "state")
+
+
+def unsafe(config: AdaptConfig) -> AdaptConfig:
+    """The same method with its safe deployment off."""
+    if isinstance(config, RaceConfig):
+        return replace(config, confidence=None)
+    return replace(config, safe=None) if hasattr(config, "safe") else config
+
+
 def method_name(config: AdaptConfig) -> str:
+    base = _base_name(config)
+    return f"{base}-unsafe" if base in SAFE_METHODS and not is_safe(config) and not _state_latent(config) else base
+
+
+def _state_latent(config: AdaptConfig) -> bool:
+    return isinstance(config, ReLAConfig) and config.latent == "state"
+
+
+def _base_name(config: AdaptConfig) -> str:
     if isinstance(config, SearchConfig):
         return config.method if config.horizon is None else f"{config.method}-lookahead"
     if isinstance(config, OptiConfig):
@@ -150,7 +179,13 @@ def adapt(
         # Latents as plain lists so that `fastbfm render` and `report --videos` can replay them.
         "z_zero_shot": prompt.z.tolist() if prompt is not None else None,
         "z": [c.z.tolist() if c.z is not None else None for c in curves],
+        # per seed and point: each evaluation episode's return (paired by start state across points) and
+        # the latent evaluated (`fastbfm render --evolution` replays them)
+        "episode_returns": [c.episode_returns for c in curves],
+        "latents": [c.latents for c in curves],
+        "paired": paired_curve(np.array([c.episode_returns for c in curves])),
         "compute_s_per_episode": float(np.mean([c.compute_s for c in curves]) / max(config.episodes, 1)),
         "sim_s_per_episode": float(np.mean([c.sim_s for c in curves]) / max(config.episodes, 1)),
         "config": {k: v for k, v in asdict(config).items() if k != "seed"},
+        "safe": is_safe(config),
     }

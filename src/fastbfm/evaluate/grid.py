@@ -26,9 +26,13 @@ from fastbfm.bfm.checkpoint import write_json
 from fastbfm.errors import FastBFMError
 from fastbfm.report.run import write_csv
 
-GRID_METHODS = ("zero-shot", "lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "opti-thompson", "opti-ucb", "race", "oracle")
+GRID_METHODS = ("zero-shot", "lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "opti-thompson", "opti-ucb", "race", "oracle",
+                "lola-unsafe", "lola-reset-free-unsafe", "rela-unsafe", "cmaes-unsafe", "cmaes-lookahead-unsafe", "cem-unsafe", "race-unsafe")
 """``oracle`` is the headroom yardstick (``fastbfm headroom``): the best of 256 latents on the seed's evaluation episodes."""
 TIDY_COLUMNS = ("model", "task", "method", "seed", "budget_episodes", "episodes", "return", "compute_s_per_episode", "sim_s_per_episode")
+EPISODE_COLUMNS = ("model", "task", "method", "seed", "episodes", "start", "return")
+"""``episodes.csv``: the return of every evaluation episode (start: its index among the seed's fixed start
+states), so that a point pairs with zero-shot on the same start states (``fastbfm summarize``'s dip test)."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,14 @@ def method_config(method: str, episodes: int, eval_episodes: int, eval_every: fl
         "opti-ucb": lambda: OptiConfig(rule="ucb", **budget),
         "race": lambda: RaceConfig(**budget),
     }
-    if method not in builders:
+    base = method.removesuffix("-unsafe")
+    if base not in builders or (base != method and method not in GRID_METHODS):
         raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(GRID_METHODS)}")
-    return builders[method]()
+    if base != method:
+        from fastbfm.evaluate.experiments import unsafe
+
+        return unsafe(builders[base]())
+    return builders[base]()
 
 
 def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: list[int]) -> list[GridCell]:
@@ -82,7 +91,7 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
             raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(GRID_METHODS)}")
     if not (models and tasks and methods and seeds):
         raise FastBFMError("a grid needs at least one model, task, method and seed")
-    domains = {m: read_json(resolve_model(m) / "config.json").get("meta", {}).get("domain") for m in models}
+    domains = {m: _model_domain(resolve_model(m)) for m in models}
     cells = [
         GridCell(m, get_task(t).full_name, method, s)
         for m in models
@@ -94,6 +103,18 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
     if not cells:
         raise FastBFMError(f"no task fits the models' domains ({', '.join(sorted(set(map(str, domains.values()))))})")
     return cells
+
+
+def _model_domain(folder: Path) -> str | None:
+    """A fastbfm checkpoint names its domain; another (a Meta Motivo folder) is matched by its sizes."""
+    from fastbfm.bfm.checkpoint import load_model, read_json
+    from fastbfm.envs.registry import domain_for_dims
+
+    domain = read_json(folder / "config.json").get("meta", {}).get("domain")
+    if domain is None:
+        model = load_model(folder)
+        domain = domain_for_dims(model.obs_dim, model.action_dim)
+    return domain
 
 
 def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: float = 0.0) -> dict:
@@ -146,6 +167,16 @@ def _tidy_rows(cells: list[dict]) -> list[dict]:
             rows.append({"model": c["cell"]["model"], "task": r["task"], "method": r["method"], "seed": c["cell"]["seed"],
                          "budget_episodes": c["budget_episodes"], "episodes": episodes, "return": value, "compute_s_per_episode": r.get("compute_s_per_episode"),
                          "sim_s_per_episode": r.get("sim_s_per_episode")})
+    return rows
+
+
+def _episode_rows(cells: list[dict]) -> list[dict]:
+    rows = []
+    for c in cells:
+        r = c["result"]
+        for episodes, returns in zip(r["episodes"], (r.get("episode_returns") or [[]])[0]):
+            rows += [{"model": c["cell"]["model"], "task": r["task"], "method": r["method"], "seed": c["cell"]["seed"],
+                      "episodes": episodes, "start": j, "return": value} for j, value in enumerate(returns)]
     return rows
 
 
@@ -208,6 +239,8 @@ def run_grid(
     # every cell of the folder, not only this run's: a rerun that names fewer methods keeps the others' rows
     done = [json.loads(path.read_text()) for path in sorted((out / "cells").glob("*.json"))]
     write_csv(out / "results.csv", TIDY_COLUMNS, _tidy_rows(done))
+    if episode_rows := _episode_rows(done):
+        write_csv(out / "episodes.csv", EPISODE_COLUMNS, episode_rows)
     results = _merge_seeds(done)
     in_folder = list(dict.fromkeys([*models, *sorted({c["cell"]["model"] for c in done})]))
     payload = {"model": in_folder[0] if len(in_folder) == 1 else None, "models": in_folder, "budget_episodes": episodes, "results": results}

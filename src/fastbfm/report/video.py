@@ -181,3 +181,32 @@ def video_name(result: dict, suffix: str = ".gif") -> str:
     """A file name per task and method, e.g. ``point_mass_maze-reach_top_left-lola.gif``."""
     stem = f"{result['task']}-{result.get('method', 'lola')}".replace(":", "-")
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) + suffix
+
+
+EVOLUTION_AT = (0, 5, 10, 20)
+"""Budgets (adaptation episodes) whose deployed latents the evolution video shows side by side."""
+
+
+def evolution(result: dict, adapted_seed: int | None = None, at: tuple[float, ...] = EVOLUTION_AT) -> dict[str, torch.Tensor]:
+    """The latent deployed after each budget of ``at`` in one result of ``fastbfm adapt --out``: the latent
+    evaluated at the last point of the curve with at most that many episodes spent (the result stores the
+    latent of every evaluated point). Panels are named ``episode N``."""
+    from fastbfm.report.run import adapted_latent
+
+    seed, _ = adapted_latent(result, adapted_seed)
+    per_seed = result.get("latents")
+    if not per_seed:
+        raise FastBFMError(f"the results of {result['task']} hold no latents per point (written by an older fastbfm): "
+                           "rerun `fastbfm adapt --out RUN_DIR` to record them")
+    seeds = result.get("seeds") or list(range(len(per_seed)))
+    points, latents = result["episodes"], per_seed[seeds.index(seed)]
+    if any(z is None for z in latents):
+        raise FastBFMError(f"{result.get('method', 'lola')} on {result['task']} deploys no single latent per point")
+    budget = points[-1]
+    if max(at) > budget + 1e-9:
+        raise FastBFMError(f"the run spent {budget:g} episodes; cannot show the policy after {max(at):g} (choose --at within the budget)")
+    panels = {}
+    for episodes in at:
+        index = max(i for i, e in enumerate(points) if e <= episodes + 1e-9)
+        panels[f"episode {episodes:g}"] = torch.tensor(latents[index], dtype=torch.float32)
+    return panels
