@@ -12,14 +12,15 @@ latent (z_r at first), and spends its budget on few of them, chosen cheaply:
   incumbent go on;
 - stage 1: those 48, 250 steps each from that common start state, scored by LoLA's lookahead score
   (discounted rewards plus the critic's bootstrap): 12 episodes;
-- stage 2: the best 3 (the incumbent among them), full episodes from 2 common start states, scored by
-  their mean return: 6 episodes.
+- stage 2 (the final): the best challenger and the incumbent, full episodes from 4 common start states:
+  8 episodes.
 
-The incumbent runs in every stage whatever its score, and is replaced only by a finalist whose return
-beats its own on the same episodes, so the policy never moves on a cheap score alone. A bracket spends
-18 episodes; with a larger budget the next bracket races around the new incumbent. A bracket that the
-rest of the budget cannot pay for whole is not started (at a budget of 50 the race stops after 36
-episodes). The evaluated policy is the incumbent.
+The incumbent runs in every stage whatever its score, and is replaced only when the challenger's paired
+returns on the final's start states beat its own with 95% confidence (one-sided Student-t lower bound of
+the mean paired difference above zero; ``confidence=None``: a higher mean suffices), so the policy never
+moves on a cheap score alone. A bracket spends 20 episodes; with a larger budget the next bracket races
+around the new incumbent. A bracket that the rest of the budget cannot pay for whole is not started (at a
+budget of 50 the race stops after 40 episodes). The evaluated policy is the incumbent.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from fastbfm.errors import FastBFMError
 class RaceConfig:
     episodes: int = 20
     """Adaptation budget in episodes of environment steps."""
-    stages: tuple[tuple[int, int, int], ...] = ((48, 250, 1), (3, 1000, 2))
+    stages: tuple[tuple[int, int, int], ...] = ((48, 250, 1), (2, 1000, 4))
     """(latents, horizon, start states) per stage of a bracket: the first stage's latents are drawn, each
     later stage keeps the best of the previous one. Horizons below the episode length are scored with
     the critic's bootstrap; full episodes by their return."""
