@@ -97,3 +97,12 @@ def test_kill_9_during_a_grid_then_rerun_completes_it(tmp_path):
     assert summary["cells"] == 4 and summary["ran"] == 4 - len(kept)
     assert all((out / "cells" / name).read_text() == text for name, text in kept.items())  # finished cells untouched
     assert len(list(csv.DictReader((out / "results.csv").open()))) == 2 * 1 + 2 * 2
+
+
+def test_a_meta_motivo_folder_runs_the_tasks_of_the_domain_its_sizes_match(tmp_path):
+    """Meta Motivo configs name no domain: the grid matches the model's observation and action sizes."""
+    from fastbfm.interop.metamotivo import write_random_checkpoint
+
+    write_random_checkpoint(tmp_path / "mm", obs_dim=24, action_dim=6, z_dim=8)
+    cells = grid_cells([str(tmp_path / "mm")], ["walker:run", "point_mass_maze:reach_top_left"], ["race"], [0])
+    assert [(c.task, c.method) for c in cells] == [("walker:run", "race")]

@@ -107,10 +107,14 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
 
 def _model_domain(folder: Path) -> str | None:
     """A fastbfm checkpoint names its domain; another (a Meta Motivo folder) is matched by its sizes."""
-    from fastbfm.bfm.checkpoint import load_model, read_json
+    from fastbfm.bfm.checkpoint import load_model
     from fastbfm.envs.registry import domain_for_dims
 
-    domain = read_json(folder / "config.json").get("meta", {}).get("domain")
+    try:
+        meta = json.loads((folder / "config.json").read_text()).get("meta", {})
+    except (OSError, ValueError, AttributeError):
+        meta = {}
+    domain = meta.get("domain") if isinstance(meta, dict) else None
     if domain is None:
         model = load_model(folder)
         domain = domain_for_dims(model.obs_dim, model.action_dim)
