@@ -106,3 +106,18 @@ def test_a_meta_motivo_folder_runs_the_tasks_of_the_domain_its_sizes_match(tmp_p
     write_random_checkpoint(tmp_path / "mm", obs_dim=24, action_dim=6, z_dim=8)
     cells = grid_cells([str(tmp_path / "mm")], ["walker:run", "point_mass_maze:reach_top_left"], ["race"], [0])
     assert [(c.task, c.method) for c in cells] == [("walker:run", "race")]
+
+
+def test_lockstep_seeds_write_the_cells_their_lone_runs_write(tmp_path):
+    args = dict(models=["maze-fb"], tasks=["point_mass_maze:reach_top_left"], methods=["lola-unsafe"], seeds=[0, 1],
+                episodes=1, eval_episodes=2, workers=1, progress=False)
+    run_grid(tmp_path / "alone", **args)
+    run_grid(tmp_path / "together", **args, lockstep=True)
+    for seed in (0, 1):
+        name = f"maze-fb__point_mass_maze-reach_top_left__lola-unsafe__seed{seed}.json"
+        alone, together = (json.loads((tmp_path / g / "cells" / name).read_text())["result"] for g in ("alone", "together"))
+        assert together["seeds"] == [seed] and len(together["episode_returns"][0][0]) == 2
+        # the same runs in batches of other sizes: equal up to float rounding in the policy's matmuls
+        assert together["curves"][0] == pytest.approx(alone["curves"][0], rel=1e-4)
+        assert together["z"][0] == pytest.approx(alone["z"][0], rel=1e-4, abs=1e-5)
+    assert (tmp_path / "together" / "episodes.csv").read_text().count("\n") == 1 + 2 * 2 * 2

@@ -43,9 +43,9 @@ class LoLAConfig:
     """Adaptation budget in episodes of the task (episode_length environment steps each)."""
     num_candidates: int = 4
     horizon: int = 250
-    sigma: float = 0.1
+    sigma: float = 0.2
     """Std of the latent perturbation per coordinate; latents have norm sqrt(d), so about the relative noise."""
-    lr: float = 0.02
+    lr: float = 0.05
     discount: float | None = None
     """Discount of the lookahead and bootstrap; default: the one the model was trained with (its
     successor features are sums discounted by it), else 0.99."""

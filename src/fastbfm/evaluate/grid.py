@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from fastbfm.bfm.checkpoint import write_json
@@ -149,6 +150,36 @@ def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: floa
     return {"format_version": 1, "cell": asdict(cell), "budget_episodes": episodes, "result": result}
 
 
+def run_cells(cells: list[GridCell], episodes: int, eval_episodes: int, eval_every: float = 0.0) -> list[dict]:
+    """Cells of one (model, task, method) that differ by seed, in one process with their seeds in lockstep;
+    one payload per cell, each as :func:`run_cell` writes it."""
+    if len(cells) == 1:
+        return [run_cell(cells[0], episodes, eval_episodes, eval_every)]
+    import torch
+
+    from fastbfm.bfm.checkpoint import load_model
+    from fastbfm.envs import get_task
+    from fastbfm.evaluate.experiments import adapt
+    from fastbfm.evaluate.paired import paired_curve
+    from fastbfm.zoo import resolve_model
+
+    torch.set_num_threads(1)
+    first = cells[0]
+    task = get_task(first.task)
+    together = adapt(load_model(resolve_model(first.model)), task, _domain_dataset(task.domain),
+                     method_config(first.method, episodes, eval_episodes, eval_every), [c.seed for c in cells])
+    payloads = []
+    for i, cell in enumerate(cells):
+        curve = together["curves"][i]
+        result = {**together, "seeds": [cell.seed], "curves": [curve], "zero_shot": curve[0], "final": curve[-1], "final_std": 0.0,
+                  "change_pct": 100 * (curve[-1] - curve[0]) / abs(curve[0]) if curve[0] else None,
+                  "lowest": min(curve), "lowest_vs_zero_shot_pct": 100 * (min(curve) - curve[0]) / abs(curve[0]) if curve[0] else None,
+                  "z": [together["z"][i]], "episode_returns": [together["episode_returns"][i]], "latents": [together["latents"][i]],
+                  "paired": paired_curve(np.array([together["episode_returns"][i]]))}
+        payloads.append({"format_version": 1, "cell": asdict(cell), "budget_episodes": episodes, "result": result, "lockstep_seeds": [c.seed for c in cells]})
+    return payloads
+
+
 @functools.lru_cache(maxsize=1)
 def _domain_dataset(domain: str):
     """A worker keeps the last domain's dataset: cells come grouped by model, and loading one takes a minute."""
@@ -203,6 +234,9 @@ def _merge_seeds(cells: list[dict]) -> list[dict]:
             "zero_shot": zero, "final": final, "change_pct": 100 * (final - zero) / abs(zero) if zero else None,
             "lowest": min(mean_curve), "episodes": results[0]["episodes"], "curves": curves,
             "z": [(r.get("z") or [None])[0] for r in results],
+            "z_zero_shot": results[0].get("z_zero_shot"),
+            "latents": [(r.get("latents") or [None])[0] for r in results],
+            "episode_returns": [(r.get("episode_returns") or [None])[0] for r in results],
             "compute_s_per_episode": sum(r.get("compute_s_per_episode") or 0 for r in results) / len(results),
             "sim_s_per_episode": sum(r.get("sim_s_per_episode") or 0 for r in results) / len(results),
         })
@@ -221,7 +255,11 @@ def run_grid(
     workers: int = 2,
     ray_address: str | None = None,
     progress: bool = True,
+    lockstep: bool = False,
 ) -> dict:
+    """``lockstep``: the missing seeds of one (model, task, method) run in one process, their simulations in
+    one batch (as ``fastbfm adapt --seeds N``; each seed equals its lone run up to float rounding across
+    batch sizes), still written as one cell per seed."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FastBFMError(f"--out {out} is a file, not a folder")
@@ -234,11 +272,16 @@ def run_grid(
         _run_on_ray(todo, (episodes, eval_episodes, eval_every), out, ray_address, bar)
     elif todo:
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MuJoCo state
+        groups: dict[tuple, list[GridCell]] = {}
+        for c in todo:
+            together = lockstep and c.method not in ("zero-shot", "oracle")
+            groups.setdefault((c.model, c.task, c.method) if together else c, []).append(c)
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(run_cell, c, episodes, eval_episodes, eval_every): c for c in todo}
+            futures = {pool.submit(run_cells, group, episodes, eval_episodes, eval_every): group for group in groups.values()}
             for future in as_completed(futures):
-                write_json(out / "cells" / futures[future].file_name, future.result())
-                bar.update(1)
+                for cell, payload in zip(futures[future], future.result()):
+                    write_json(out / "cells" / cell.file_name, payload)
+                    bar.update(1)
     bar.close()
     # every cell of the folder, not only this run's: a rerun that names fewer methods keeps the others' rows
     done = [json.loads(path.read_text()) for path in sorted((out / "cells").glob("*.json"))]
