@@ -297,10 +297,20 @@ def _adapt_table(results: list[dict], episodes: int, method: str = "lola") -> st
     from fastbfm.evaluate.experiments import METHOD_LABELS
 
     name = METHOD_LABELS.get(method, method)
+    def paired(r: dict) -> list[str]:
+        p = r.get("paired")
+        if not p:
+            return ["-", "-"]
+        later = range(1, len(p["high"])) or range(1)  # point 0 is zero-shot itself
+        worst = min(later, key=lambda i: p["difference"][i])
+        dip = "dip" if any(p["high"][i] < 0 for i in later) else "no dip"
+        return [f"{p['difference'][worst]:+.1f} [{p['low'][worst]:+.1f}, {p['high'][worst]:+.1f}] {dip}",
+                f"{p['difference'][-1]:+.1f} [{p['low'][-1]:+.1f}, {p['high'][-1]:+.1f}]"]
+
     return _fmt_table(
-        ["task", "zero-shot", f"{name}@{episodes}", "change %", "lowest", "lowest vs zs %"],
+        ["task", "zero-shot", f"{name}@{episodes}", "change %", "lowest", "lowest vs zs %", "worst paired point [95% CI]", "final - zs [95% CI]"],
         [
-            [r["task"], r["zero_shot"], r["final"], r["change_pct"], r["lowest"], r["lowest_vs_zero_shot_pct"]]
+            [r["task"], r["zero_shot"], r["final"], r["change_pct"], r["lowest"], r["lowest_vs_zero_shot_pct"], *paired(r)]
             for r in results
         ],
     )

@@ -168,9 +168,10 @@ def summarize(rows: list[dict], thresholds: Thresholds = Thresholds(), episodes:
             mean_curve = [float(np.mean([_at(curves[(model, task, method, s)], e) for s in seeds])) for e in grid]
             paired = _paired(episodes, reference, model, task, method, seeds, grid)
             if paired is not None:
-                worst = int(np.argmin(paired["high"]))
+                later = range(1, len(paired["high"])) if len(paired["high"]) > 1 else range(1)  # point 0 is zero-shot itself
+                worst = min(later, key=lambda i: paired["difference"][i])
                 paired["worst"] = (paired["difference"][worst], paired["low"][worst], paired["high"][worst])
-                paired["dips"] = paired["high"][worst] < 0
+                paired["dips"] = any(paired["high"][i] < 0 for i in later)
                 paired["at"] = {b: _paired_at(paired, b) for b in BUDGETS}
             per_task.append({
                 "paired": paired,
@@ -227,7 +228,7 @@ def _method_row(method: str, cells: list[dict], thresholds: Thresholds) -> dict:
     row["tasks_paired"] = len(paired)
     row["paired_dips"] = sum(t["paired"]["dips"] for t in paired) if paired else None
     row["worst_paired"] = (min(((t["paired"]["worst"][0] / t["zero_shot"], t["paired"]["worst"][1] / t["zero_shot"],
-                                  t["paired"]["worst"][2] / t["zero_shot"]) for t in paired), key=lambda w: w[2]) if paired else None)
+                                  t["paired"]["worst"][2] / t["zero_shot"]) for t in paired), key=lambda w: w[0]) if paired else None)
     at20 = [t["paired"]["at"][20] for t in paired if t["paired"]["at"][20] is not None]
     row["paired_improved_20"] = sum(a[1] > 0 for a in at20) if at20 else None
     row["tasks_paired_20"] = len(at20)
@@ -300,7 +301,8 @@ def markdown(result: dict, command: str, figure: str | None, title: str = "Fast 
         "- paired dips: each point of a curve minus zero-shot on the same start states (evaluation is deterministic given"
         " them), averaged over episodes and seeds, with a 95% bootstrap interval over start states (each seed's episodes"
         " resampled); a task dips when some point's whole interval is below zero; worst paired point: the point with the"
-        " lowest upper bound, relative to zero-shot; improved @20: the interval after 20 episodes above zero."
+        " lowest mean difference and its interval, relative to zero-shot, worst task; improved @20: the interval after 20"
+        " episodes above zero."
         " `—`: the grid wrote no per-episode returns (`episodes.csv`);",
         "- OpTI rows run label-free: they start from a prior draw, not from z_r, and are measured against z_r's"
         " zero-shot all the same (what they must beat without labels);",

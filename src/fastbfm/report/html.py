@@ -90,11 +90,12 @@ def _paired_columns(paired: dict | None) -> dict:
     reaches lowest, whether that whole interval is below zero, and the final point's interval."""
     if not paired:
         return {"paired_worst": None, "paired_worst_ci": None, "paired_dip": None, "paired_final_ci": None}
-    worst = min(range(len(paired["high"])), key=lambda i: paired["high"][i])
+    later = range(1, len(paired["high"])) or range(1)  # point 0 is zero-shot itself
+    worst = min(later, key=lambda i: paired["difference"][i])
     return {
         "paired_worst": paired["difference"][worst],
         "paired_worst_ci": f"[{paired['low'][worst]:+.1f}, {paired['high'][worst]:+.1f}]",
-        "paired_dip": "yes" if paired["high"][worst] < 0 else "no",
+        "paired_dip": "yes" if any(paired["high"][i] < 0 for i in later) else "no",
         "paired_final_ci": f"{paired['difference'][-1]:+.1f} [{paired['low'][-1]:+.1f}, {paired['high'][-1]:+.1f}]",
     }
 
