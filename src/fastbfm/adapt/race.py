@@ -32,11 +32,11 @@ import torch
 
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
-from fastbfm.adapt.lola import lookahead_scores, model_discount
+from fastbfm.adapt.lola import lookahead_scores
 from fastbfm.adapt.oracle import OracleConfig, candidate_latents
 from fastbfm.adapt.safe import paired_lower_bound
 from fastbfm.adapt.zero_shot import TaskPrompt
-from fastbfm.bfm.protocol import BFM
+from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
@@ -67,7 +67,9 @@ class RaceConfig:
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every stage (0) or every this many episodes of budget."""
-    seed: int = 0
+    @property
+    def method_name(self) -> str:
+        return "race" if self.confidence is not None else "race-unsafe"
 
     def __post_init__(self):
         if self.screen < 0:
@@ -92,7 +94,7 @@ class Race(Adapter):
         super().__init__(model, seed, rollouts=config.stages[0][0] * config.stages[0][2], shared_start=False)
         self.config, self.episode_length = config, episode_length
         self.w = prompt.w.clone()
-        self.gamma = model_discount(model) if config.discount is None else config.discount
+        self.gamma = training_discount(model) if config.discount is None else config.discount
         self.generator = torch.Generator().manual_seed(seed)
         self.incumbent = prompt.z.clone()
         self.latents = self.scores = None
@@ -180,4 +182,4 @@ class Race(Adapter):
 
 def race_seeds(model: BFM, task: Task, prompt: TaskPrompt, config: RaceConfig, seeds: list[int], progress: bool = False) -> list[AdaptationCurve]:
     """Independent races, one per seed, in lockstep (one batch of simulations)."""
-    return run_seeds(Race, model, task, prompt, config, seeds, progress, f"race {task.full_name}")
+    return run_seeds(Race, model, task, prompt, config, seeds, progress, f"{config.method_name} {task.full_name}")

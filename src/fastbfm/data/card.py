@@ -16,10 +16,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fastbfm.bfm.checkpoint import atomic_write  # noqa: E402
 from fastbfm.data.dataset import TransitionDataset  # noqa: E402
 from fastbfm.data.relabel import relabel  # noqa: E402
 from fastbfm.envs.registry import get_domain  # noqa: E402
+from fastbfm.io import atomic_write, write_text  # noqa: E402
 
 CARD, PLOT = "DATASET_CARD.md", "coverage.png"
 
@@ -42,10 +42,8 @@ def coverage(dataset: TransitionDataset, domain_name: str, samples: int = 20_000
     for task in domain.tasks.values():
         r = relabel(task, dataset.next_physics[idx], dataset.action[idx])
         stats["tasks"][task.full_name] = {"mean": float(r.mean()), "above_half": float((r > 0.5).mean()), "max": float(r.max())}
-    if domain_name == "point_mass_maze":
-        from fastbfm.data.collect import room_fractions
-
-        stats["room_fractions"] = room_fractions(dataset.next_obs)
+    if domain.partition is not None:
+        stats[f"{domain.partition.name}_fractions"] = domain.partition.shares(dataset.next_obs)
     return stats, features
 
 
@@ -71,7 +69,8 @@ def write_dataset_card(folder: str | Path, dataset: TransitionDataset, domain_na
     lines += ["", f"![coverage]({PLOT})", "", "## Task rewards on relabelled samples", ""]
     lines += ["| task | mean reward | fraction > 0.5 | max |", "|---|---|---|---|"]
     lines += [f"| {t} | {v['mean']:.3f} | {v['above_half']:.3f} | {v['max']:.3f} |" for t, v in stats["tasks"].items()]
-    if "room_fractions" in stats:
-        lines += ["", "States per room: " + ", ".join(f"{k} {v:.2f}" for k, v in stats["room_fractions"].items())]
-    atomic_write(folder / CARD, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    if domain.partition is not None:
+        shares = stats[f"{domain.partition.name}_fractions"]
+        lines += ["", f"States per {domain.partition.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in shares.items())]
+    write_text(folder / CARD, "\n".join(lines) + "\n")
     return stats

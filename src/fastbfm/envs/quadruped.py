@@ -15,7 +15,7 @@ from dm_control.suite import quadruped as dm_quadruped
 from dm_control.utils import rewards
 
 from fastbfm.envs.registry import Domain, Fields, Task, register_domain
-from fastbfm.envs.suite_domains import dm_reset_sampler, sensor_indices, sensor_slice
+from fastbfm.envs.suite_domains import LOCOMOTION_RECIPE, dm_reset_sampler, sensor_indices, sensor_slice
 
 WALK_SPEED, RUN_SPEED, JUMP_HEIGHT = 0.5, 5.0, 1.0
 FLOOR_SIZE = 20 * RUN_SPEED
@@ -123,6 +123,9 @@ DOMAIN = register_domain(
         exploration_names=("torso upright", "forward velocity", "lateral velocity"),
         bound_fields=("xmat", "sensordata"),
         description="dm_control quadruped: joint state, actuator activations, torso velocity and upright, IMU, toe forces",
+        # its actuators are position servos: held random actions already are random postures
+        collect_recipe={**LOCOMOTION_RECIPE, "posture_prob": 0.0},
+        camera="y",  # keeps the body in view
         tasks={
             "stand": Task("quadruped", "stand", upright, "stay upright", reference=StandTask),
             "walk": Task("quadruped", "walk", move_reward(WALK_SPEED), "dm_control quadruped walk (0.5 m/s)", reference=_move(WALK_SPEED)),

@@ -11,7 +11,6 @@ Cells run on a local process pool, or as Ray tasks on a cluster given its addres
 from __future__ import annotations
 
 import functools
-import json
 import multiprocessing
 import os
 import threading
@@ -20,16 +19,20 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from fastbfm.bfm.checkpoint import write_json
+from fastbfm.adapt import methods as registry
+from fastbfm.adapt.methods import ORACLE, ZERO_SHOT, MethodOptions
 from fastbfm.errors import FastBFMError
-from fastbfm.report.run import write_csv
+from fastbfm.io import read_json, write_csv, write_json
 
-GRID_METHODS = ("zero-shot", "lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "opti-thompson", "opti-ucb", "race", "oracle",
-                "lola-unsafe", "lola-reset-free-unsafe", "rela-unsafe", "cmaes-unsafe", "cmaes-lookahead-unsafe", "cem-unsafe", "race-unsafe")
-"""``oracle`` is the headroom yardstick (``fastbfm headroom``): the best of 256 latents on the seed's evaluation episodes."""
+
+def grid_methods() -> list[str]:
+    """The registered methods and the two yardsticks: ``zero-shot``, and ``oracle`` (``fastbfm headroom``:
+    the best of 256 latents on the seed's evaluation episodes)."""
+    return [ZERO_SHOT, *registry.names(), ORACLE]
+
+
 TIDY_COLUMNS = ("model", "task", "method", "seed", "budget_episodes", "episodes", "return", "compute_s_per_episode", "sim_s_per_episode")
 EPISODE_COLUMNS = ("model", "task", "method", "seed", "episodes", "start", "return")
 """``episodes.csv``: the return of every evaluation episode (start: its index among the seed's fixed start
@@ -51,48 +54,20 @@ class GridCell:
 
 def method_config(method: str, episodes: int, eval_episodes: int, eval_every: float = 0.0):
     """The default config of an adaptation method with the grid's budget and evaluation schedule."""
-    from fastbfm.adapt.finetune import FinetuneConfig
-    from fastbfm.adapt.lola import LoLAConfig
-    from fastbfm.adapt.opti import OptiConfig
-    from fastbfm.adapt.race import RaceConfig
-    from fastbfm.adapt.rela import ReLAConfig
-    from fastbfm.adapt.search import SearchConfig
-
-    budget = dict(episodes=episodes, eval_episodes=eval_episodes, eval_every=eval_every)
-    builders = {
-        "lola": lambda: LoLAConfig(**budget),
-        "lola-reset-free": lambda: LoLAConfig(**budget, reset_free=True),
-        "rela": lambda: ReLAConfig(**budget),
-        "finetune": lambda: FinetuneConfig(**budget),
-        "cmaes": lambda: SearchConfig(method="cmaes", **budget),
-        "cmaes-lookahead": lambda: SearchConfig(method="cmaes", horizon=LoLAConfig.horizon, **budget),
-        "cem": lambda: SearchConfig(method="cem", **budget),
-        "opti-thompson": lambda: OptiConfig(rule="thompson", **budget),
-        "opti-ucb": lambda: OptiConfig(rule="ucb", **budget),
-        "race": lambda: RaceConfig(**budget),
-    }
-    base = method.removesuffix("-unsafe")
-    if base not in builders or (base != method and method not in GRID_METHODS):
-        raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(GRID_METHODS)}")
-    if base != method:
-        from fastbfm.evaluate.experiments import unsafe
-
-        return unsafe(builders[base]())
-    return builders[base]()
+    return registry.get_method(method).build(MethodOptions(episodes=episodes, eval_episodes=eval_episodes, eval_every=eval_every))
 
 
 def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: list[int]) -> list[GridCell]:
     """Every (model, task, method, seed) whose task is in the model's domain; checks names up front."""
-    from fastbfm.bfm.checkpoint import read_json
     from fastbfm.envs import get_task
-    from fastbfm.zoo import resolve_model
+    from fastbfm.models import model_domain
 
     for method in methods:
-        if method not in GRID_METHODS:
-            raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(GRID_METHODS)}")
+        if method not in grid_methods():
+            raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(grid_methods())}")
     if not (models and tasks and methods and seeds):
         raise FastBFMError("a grid needs at least one model, task, method and seed")
-    domains = {m: _model_domain(resolve_model(m)) for m in models}
+    domains = {m: model_domain(m) for m in models}
     cells = [
         GridCell(m, get_task(t).full_name, method, s)
         for m in models
@@ -106,40 +81,27 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
     return cells
 
 
-def _model_domain(folder: Path) -> str | None:
-    """A fastbfm checkpoint names its domain; another (a Meta Motivo folder) is matched by its sizes."""
-    from fastbfm.bfm.checkpoint import load_model
-    from fastbfm.envs.registry import domain_for_dims
-
-    try:
-        meta = json.loads((folder / "config.json").read_text()).get("meta", {})
-    except (OSError, ValueError, AttributeError):
-        meta = {}
-    domain = meta.get("domain") if isinstance(meta, dict) else None
-    if domain is None:
-        model = load_model(folder)
-        domain = domain_for_dims(model.obs_dim, model.action_dim)
-    return domain
-
-
-def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: float = 0.0) -> dict:
+def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: float = 0.0, plugins: tuple = (),
+             discount: float | None = None) -> dict:
     """Run one cell in this process; returns what its JSON file holds (the caller writes it, so Ray
-    workers need no shared filesystem)."""
+    workers need no shared filesystem). ``plugins``: the methods the caller registered at run time;
+    ``discount``: for models that record none (Meta Motivo's)."""
     import torch
 
-    from fastbfm.bfm.checkpoint import load_model
     from fastbfm.envs import get_task
     from fastbfm.evaluate.experiments import adapt, zero_shot
-    from fastbfm.zoo import resolve_model
+    from fastbfm.models import load_model
 
     torch.set_num_threads(1)
-    model = load_model(resolve_model(cell.model))
+    for method in plugins:
+        registry.register(method)
+    model = load_model(cell.model, discount=discount)
     task = get_task(cell.task)
     dataset = _domain_dataset(task.domain)
-    if cell.method == "zero-shot":
+    if cell.method == ZERO_SHOT:
         row = zero_shot(model, [task], dataset, episodes=eval_episodes, seed=cell.seed)[0]
         result = _point_result(cell, row["zero_shot"], row["zero_shot"])
-    elif cell.method == "oracle":
+    elif cell.method == ORACLE:
         from fastbfm.adapt.oracle import OracleConfig, headroom
         from fastbfm.adapt.zero_shot import infer_task
 
@@ -150,42 +112,46 @@ def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: floa
     return {"format_version": 1, "cell": asdict(cell), "budget_episodes": episodes, "result": result}
 
 
-def run_cells(cells: list[GridCell], episodes: int, eval_episodes: int, eval_every: float = 0.0) -> list[dict]:
-    """Cells of one (model, task, method) that differ by seed, in one process with their seeds in lockstep;
-    one payload per cell, each as :func:`run_cell` writes it."""
+def run_cells(cells: list[GridCell], episodes: int, eval_episodes: int, eval_every: float = 0.0, plugins: tuple = (),
+              discount: float | None = None) -> list[dict]:
+    """Cells of one (model, task, method) that differ by seed, in one process with their seeds in lockstep
+    (one batch of simulations); one payload per cell, each as :func:`run_cell` writes it."""
     if len(cells) == 1:
-        return [run_cell(cells[0], episodes, eval_episodes, eval_every)]
+        return [run_cell(cells[0], episodes, eval_episodes, eval_every, plugins, discount)]
+    import numpy as np
     import torch
 
-    from fastbfm.bfm.checkpoint import load_model
     from fastbfm.envs import get_task
     from fastbfm.evaluate.experiments import adapt
     from fastbfm.evaluate.paired import paired_curve
-    from fastbfm.zoo import resolve_model
+    from fastbfm.models import load_model
 
     torch.set_num_threads(1)
+    for method in plugins:
+        registry.register(method)
     first = cells[0]
     task = get_task(first.task)
-    together = adapt(load_model(resolve_model(first.model)), task, _domain_dataset(task.domain),
+    together = adapt(load_model(first.model, discount=discount), task, _domain_dataset(task.domain),
                      method_config(first.method, episodes, eval_episodes, eval_every), [c.seed for c in cells])
     payloads = []
     for i, cell in enumerate(cells):
         curve = together["curves"][i]
+        change = (lambda v: 100 * (v - curve[0]) / abs(curve[0]) if curve[0] else None)  # noqa: E731
         result = {**together, "seeds": [cell.seed], "curves": [curve], "zero_shot": curve[0], "final": curve[-1], "final_std": 0.0,
-                  "change_pct": 100 * (curve[-1] - curve[0]) / abs(curve[0]) if curve[0] else None,
-                  "lowest": min(curve), "lowest_vs_zero_shot_pct": 100 * (min(curve) - curve[0]) / abs(curve[0]) if curve[0] else None,
+                  "change_pct": change(curve[-1]), "lowest": min(curve), "lowest_vs_zero_shot_pct": change(min(curve)),
                   "z": [together["z"][i]], "episode_returns": [together["episode_returns"][i]], "latents": [together["latents"][i]],
                   "paired": paired_curve(np.array([together["episode_returns"][i]]))}
-        payloads.append({"format_version": 1, "cell": asdict(cell), "budget_episodes": episodes, "result": result, "lockstep_seeds": [c.seed for c in cells]})
+        payloads.append({"format_version": 1, "cell": asdict(cell), "budget_episodes": episodes, "result": result,
+                         "lockstep_seeds": [c.seed for c in cells]})
     return payloads
 
 
 @functools.lru_cache(maxsize=1)
 def _domain_dataset(domain: str):
     """A worker keeps the last domain's dataset: cells come grouped by model, and loading one takes a minute."""
-    from fastbfm.data import ensure_dataset
+    from fastbfm.data import load_default_dataset
 
-    return ensure_dataset(domain, progress=False)
+    return load_default_dataset(domain)
 
 
 def _point_result(cell: GridCell, zero_shot: float, value: float) -> dict:
@@ -255,36 +221,47 @@ def run_grid(
     workers: int = 2,
     ray_address: str | None = None,
     progress: bool = True,
+    discount: float | None = None,
     lockstep: bool = False,
 ) -> dict:
-    """``lockstep``: the missing seeds of one (model, task, method) run in one process, their simulations in
-    one batch (as ``fastbfm adapt --seeds N``; each seed equals its lone run up to float rounding across
-    batch sizes), still written as one cell per seed."""
+    """``discount``: the training discount of models that record none (Meta Motivo's). ``lockstep``: the
+    missing seeds of one (model, task, method) run in one process, their simulations in one batch (as
+    ``fastbfm adapt --seeds N``; each seed equals its lone run up to float rounding across batch sizes),
+    still written as one cell per seed."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FastBFMError(f"--out {out} is a file, not a folder")
     cells = grid_cells(models, tasks, methods, seeds)
-    _check_budget(out, {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every})
+    _check_discounts(models, methods, discount)
+    budget = {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every}
+    _check_budget(out, budget if discount is None else {**budget, "discount": discount})
     (out / "cells").mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells if not (out / "cells" / c.file_name).is_file()]
+    if todo and not ray_address:  # the workers only load the datasets: collecting one is said here, once
+        from fastbfm.data import collect_default_dataset
+        from fastbfm.envs import get_task
+
+        for domain in sorted({get_task(c.task).domain for c in todo}):
+            collect_default_dataset(domain, progress=progress)
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="grid", unit="cell", disable=not progress)
     if todo and ray_address:
-        _run_on_ray(todo, (episodes, eval_episodes, eval_every), out, ray_address, bar)
+        _run_on_ray(todo, (episodes, eval_episodes, eval_every, registry.plugins(), discount), out, ray_address, bar)
     elif todo:
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MuJoCo state
-        groups: dict[tuple, list[GridCell]] = {}
+        groups: dict = {}
         for c in todo:
-            together = lockstep and c.method not in ("zero-shot", "oracle")
+            together = lockstep and c.method not in (ZERO_SHOT, ORACLE)
             groups.setdefault((c.model, c.task, c.method) if together else c, []).append(c)
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(run_cells, group, episodes, eval_episodes, eval_every): group for group in groups.values()}
+            futures = {pool.submit(run_cells, group, episodes, eval_episodes, eval_every, registry.plugins(), discount): group
+                       for group in groups.values()}
             for future in as_completed(futures):
                 for cell, payload in zip(futures[future], future.result()):
                     write_json(out / "cells" / cell.file_name, payload)
                     bar.update(1)
     bar.close()
     # every cell of the folder, not only this run's: a rerun that names fewer methods keeps the others' rows
-    done = [json.loads(path.read_text()) for path in sorted((out / "cells").glob("*.json"))]
+    done = [read_json(path, what="grid cell") for path in sorted((out / "cells").glob("*.json"))]
     write_csv(out / "results.csv", TIDY_COLUMNS, _tidy_rows(done))
     if episode_rows := _episode_rows(done):
         write_csv(out / "episodes.csv", EPISODE_COLUMNS, episode_rows)
@@ -293,6 +270,16 @@ def run_grid(
     payload = {"model": in_folder[0] if len(in_folder) == 1 else None, "models": in_folder, "budget_episodes": episodes, "results": results}
     write_json(out / "results.json", {"format_version": 1, **payload})
     return {"out": str(out), "cells": len(cells), "ran": len(todo), "results": results}
+
+
+def _check_discounts(models: list[str], methods: list[str], discount: float | None) -> None:
+    """Up front, not in a worker an hour later: every model loads with ``discount``, and has one if a method adapts."""
+    from fastbfm.models import load_model
+
+    adapting = any(m in registry.METHODS for m in methods)
+    for name in models:
+        if load_model(name, discount=discount).discount is None and adapting:
+            raise FastBFMError(f"{name} records no training discount, which adaptation bootstraps with: give --discount")
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -311,7 +298,7 @@ def _check_budget(out: Path, budget: dict) -> None:
     """A grid folder holds cells of one budget: resuming with another would mix incomparable curves."""
     path = out / "grid.json"
     if path.is_file():
-        kept = json.loads(path.read_text())
+        kept = read_json(path, what="grid budget")
         if kept != budget:
             raise FastBFMError(f"{out} holds a grid with budget {kept}; this run asks for {budget}: use another --out")
     else:

@@ -23,19 +23,27 @@ the curves beside it. Definitions (also printed in the report):
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fastbfm.adapt.methods import METHODS, ORACLE, ZERO_SHOT, label
 from fastbfm.errors import FastBFMError
+from fastbfm.io import read_csv, write_text
 
 BUDGETS = (10, 20, 50)
-_GATED = ("lola", "lola-reset-free", "rela", "cmaes", "cmaes-lookahead", "cem", "race")
-ORDER = tuple(name for m in (*_GATED[:3], "finetune", *_GATED[3:]) for name in ((m, f"{m}-unsafe") if m in _GATED else (m,))) + ("opti-ucb", "opti-thompson")
-"""Each latent-search method with its safe deployment (the default), then without (``-unsafe``)."""
-STARTS_AT_ZERO_SHOT = tuple(m for m in ORDER if not m.startswith("opti-"))
+
+
+def method_order(found: set[str]) -> list[str]:
+    """The methods of the grids in the registry's order; a method the registry does not hold (a grid of
+    another version, a method registered elsewhere) follows, by name, rather than being dropped."""
+    found = found - {ZERO_SHOT, ORACLE}
+    return [m for m in METHODS if m in found] + sorted(found - set(METHODS))
+
+
+def starts_at_zero_shot(method: str) -> bool:
+    return method in METHODS and METHODS[method].starts_at_zero_shot
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,23 @@ class Thresholds:
     """Tasks where the oracle beats zero-shot by less are left out of the headroom share."""
 
 
+def _grid_rows(rows: list[dict], path: Path) -> list[dict]:
+    if rows and "budget_episodes" not in rows[0]:
+        raise FastBFMError(f"{path} predates the budget column: rerun its `fastbfm grid` command to rewrite the tables")
+    return [{**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "return": float(row["return"]),
+             "compute_s_per_episode": float(row["compute_s_per_episode"] or 0),
+             "sim_s_per_episode": float(row.get("sim_s_per_episode") or 0),
+             "budget_episodes": float(row["budget_episodes"])} for row in rows]
+
+
+def _episode_rows(rows: list[dict], path: Path) -> list[dict]:
+    try:
+        return [{**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "start": int(row["start"]),
+                 "return": float(row["return"])} for row in rows]
+    except (KeyError, TypeError, ValueError) as e:
+        raise FastBFMError(f"corrupt grid episodes {path}: a row without a number in {e}") from None
+
+
 def load_episodes(grids: list[Path]) -> dict[tuple, dict[float, np.ndarray]]:
     """(model, task, method, seed) -> {episodes spent: the returns of the seed's evaluation episodes, in
     start-state order}, from the grids that wrote ``episodes.csv``."""
@@ -54,10 +79,9 @@ def load_episodes(grids: list[Path]) -> dict[tuple, dict[float, np.ndarray]]:
         path = Path(grid) / "episodes.csv"
         if not path.is_file():
             continue
-        with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                key = (row["model"], row["task"], row["method"], int(row["seed"]))
-                found.setdefault(key, {}).setdefault(float(row["episodes"]), {})[int(row["start"])] = float(row["return"])
+        for row in read_csv(path, _episode_rows, what="grid episodes"):
+            key = (row["model"], row["task"], row["method"], row["seed"])
+            found.setdefault(key, {}).setdefault(row["episodes"], {})[row["start"]] = row["return"]
     return {k: {e: np.array([v[j] for j in sorted(v)]) for e, v in points.items()} for k, points in found.items()}
 
 
@@ -67,15 +91,7 @@ def load_rows(grids: list[Path]) -> list[dict]:
         path = Path(grid) / "results.csv"
         if not path.is_file():
             raise FastBFMError(f"{grid} has no results.csv: run (or finish) `fastbfm grid --out {grid}` first")
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if "budget_episodes" not in (reader.fieldnames or []):
-                raise FastBFMError(f"{path} predates the budget column: rerun its `fastbfm grid` command to rewrite the tables")
-            for row in reader:
-                rows.append({**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "return": float(row["return"]),
-                             "compute_s_per_episode": float(row["compute_s_per_episode"] or 0),
-                             "sim_s_per_episode": float(row.get("sim_s_per_episode") or 0),
-                             "budget_episodes": float(row["budget_episodes"])})
+        rows += read_csv(path, _grid_rows, what="grid results")
     if not rows:
         raise FastBFMError("the grids hold no results")
     return rows
@@ -115,12 +131,16 @@ def _paired(episodes: dict, reference: dict, model: str, task: str, method: str,
         return None
     returns = np.stack([np.stack([run[e] for e in points]) for run in runs])
     mean, low, high = paired_interval(returns, np.stack(refs))
-    return {"episodes": points, "difference": mean.tolist(), "low": low.tolist(), "high": high.tolist(), "starts": sizes.pop()}
+    paired = {"episodes": points, "difference": mean.tolist(), "low": low.tolist(), "high": high.tolist(), "starts": sizes.pop()}
+    later = range(1, len(points)) if len(points) > 1 else range(1)  # point 0 is zero-shot itself
+    worst = min(later, key=lambda i: paired["difference"][i])
+    paired["worst"] = (paired["difference"][worst], paired["low"][worst], paired["high"][worst])
+    paired["dips"] = any(paired["high"][i] < 0 for i in later)
+    paired["at"] = {b: _paired_at(paired, b) for b in BUDGETS}
+    return paired
 
 
-def _paired_at(paired: dict | None, budget: float) -> tuple[float, float, float] | None:
-    if paired is None:
-        return None
+def _paired_at(paired: dict, budget: float) -> tuple[float, float, float] | None:
     kept = [i for i, e in enumerate(paired["episodes"]) if e <= budget + 1e-9]
     if not kept or paired["episodes"][-1] < budget - 1e-9:
         return None
@@ -134,22 +154,22 @@ def summarize(rows: list[dict], thresholds: Thresholds = Thresholds(), episodes:
     zero_shot: dict[tuple, float] = {}
     oracle: dict[tuple, float] = {}
     for (model, task, method, seed), c in curves.items():
-        if method == "oracle":
+        if method == ORACLE:
             oracle[(model, task, seed)] = c["returns"][0]
     # one reference per (model, task, seed), from the first method in this order that has it: all of them
     # evaluate z_r itself on the seed's episodes, so they agree but for floating-point rounding
-    for preferred in ("zero-shot", *STARTS_AT_ZERO_SHOT):
+    for preferred in (ZERO_SHOT, *(m for m in METHODS if starts_at_zero_shot(m))):
         for (model, task, method, seed), c in curves.items():
             if method == preferred:
                 zero_shot.setdefault((model, task, seed), c["returns"][0])
 
-    reference: dict[tuple, np.ndarray] = {}  # zero-shot's per-episode returns, same preference order
-    for preferred in ("zero-shot", *STARTS_AT_ZERO_SHOT):
+    reference: dict[tuple, np.ndarray] = {}  # zero-shot's per-episode returns, in the same order of preference
+    for preferred in (ZERO_SHOT, *(m for m in METHODS if starts_at_zero_shot(m))):
         for (model, task, method, seed), points in episodes.items():
             if method == preferred and 0.0 in points:
                 reference.setdefault((model, task, seed), points[0.0])
 
-    methods = [m for m in ORDER if any(k[2] == m for k in curves)]
+    methods = method_order({k[2] for k in curves})
     pairs = sorted({(k[0], k[1]) for k in curves if k[2] in methods})
     per_task = []
     for model, task in pairs:
@@ -166,15 +186,8 @@ def summarize(rows: list[dict], thresholds: Thresholds = Thresholds(), episodes:
                 values[b] = None if any(v is None for v in vs) else float(np.mean(vs))
             grid = sorted({e for s in seeds for e in curves[(model, task, method, s)]["episodes"]})
             mean_curve = [float(np.mean([_at(curves[(model, task, method, s)], e) for s in seeds])) for e in grid]
-            paired = _paired(episodes, reference, model, task, method, seeds, grid)
-            if paired is not None:
-                later = range(1, len(paired["high"])) if len(paired["high"]) > 1 else range(1)  # point 0 is zero-shot itself
-                worst = min(later, key=lambda i: paired["difference"][i])
-                paired["worst"] = (paired["difference"][worst], paired["low"][worst], paired["high"][worst])
-                paired["dips"] = any(paired["high"][i] < 0 for i in later)
-                paired["at"] = {b: _paired_at(paired, b) for b in BUDGETS}
             per_task.append({
-                "paired": paired,
+                "paired": _paired(episodes, reference, model, task, method, seeds, grid),
                 "model": model, "task": task, "method": method, "seeds": len(seeds), "zero_shot": zs, "oracle": best,
                 "values": values, "episodes": grid, "mean_curve": mean_curve, "lowest": min(mean_curve),
                 "compute_s": float(np.mean([curves[(model, task, method, s)]["compute"] for s in seeds])),
@@ -194,7 +207,7 @@ def _hindsight_best(per_task: list[dict], methods: list[str], thresholds: Thresh
     among the methods run on every task with headroom would capture (a yardstick, not a method)."""
     room = {(t["model"], t["task"]) for t in per_task
             if t["oracle"] is not None and t["oracle"] - t["zero_shot"] >= thresholds.min_headroom}
-    everywhere = [m for m in methods if m in STARTS_AT_ZERO_SHOT
+    everywhere = [m for m in methods if starts_at_zero_shot(m)
                   and room <= {(t["model"], t["task"]) for t in per_task if t["method"] == m}]
     if len(everywhere) < 2:
         return None
@@ -249,13 +262,15 @@ def _interval(w: tuple[float, float, float] | None) -> str:
     return "—" if w is None else f"{pct(w[0])} [{pct(w[1])}, {pct(w[2])}]"
 
 
+def _absolute(w: tuple[float, float, float] | None) -> str:
+    return "—" if w is None else f"{w[0]:+.1f} [{w[1]:+.1f}, {w[2]:+.1f}]"
+
+
 def _seconds(x: float) -> str:
     return f"{x:.3g}"
 
 
 def markdown(result: dict, command: str, figure: str | None, title: str = "Fast adaptation on the shipped zoo") -> str:
-    from fastbfm.evaluate.experiments import METHOD_LABELS
-
     t: Thresholds = result["thresholds"]
     lines = [
         f"# {title}",
@@ -272,7 +287,7 @@ def markdown(result: dict, command: str, figure: str | None, title: str = "Fast 
     for r in result["summary"]:
         improved = "—" if r["improved_tasks_20"] is None else f"{r['improved_tasks_20']}/{r['tasks_relative']}"
         lines.append(
-            f"| {METHOD_LABELS.get(r['method'], r['method'])} | {r['tasks']} "
+            f"| {label(r['method'])} | {r['tasks']} "
             f"| {' / '.join(pct(r[f'improvement_{b}']) for b in BUDGETS)} | {improved} "
             f"| {' / '.join(pct(r[f'headroom_{b}']) for b in BUDGETS)} ({r['tasks_headroom']} tasks) "
             f"| {pct(r['worst_dip'])} | {r['dipped_tasks']}/{r['tasks_relative']} "
@@ -281,7 +296,7 @@ def markdown(result: dict, command: str, figure: str | None, title: str = "Fast 
             f"| {_seconds(r['compute_s'])} | {_seconds(r['compute_no_sim_s'])} |"
         )
     if (best := result.get("hindsight")) is not None:
-        names = ", ".join(METHOD_LABELS.get(m, m) for m in best["methods"])
+        names = ", ".join(label(m) for m in best["methods"])
         lines += ["", f"In hindsight, the best of {names} on each task (chosen after seeing the results, so not a method) "
                   f"captures {' / '.join(pct(best[f'headroom_{b}']) for b in BUDGETS)} of the headroom @10 / @20 / @50 "
                   f"({best['tasks']} tasks): the most a choice among these methods could reach."]
@@ -302,8 +317,7 @@ def markdown(result: dict, command: str, figure: str | None, title: str = "Fast 
         " them), averaged over episodes and seeds, with a 95% bootstrap interval over start states (each seed's episodes"
         " resampled); a task dips when some point's whole interval is below zero; worst paired point: the point with the"
         " lowest mean difference and its interval, relative to zero-shot, worst task; improved @20: the interval after 20"
-        " episodes above zero."
-        " `—`: the grid wrote no per-episode returns (`episodes.csv`);",
+        " episodes above zero. `—`: the grid wrote no per-episode returns (`episodes.csv`);",
         "- OpTI rows run label-free: they start from a prior draw, not from z_r, and are measured against z_r's"
         " zero-shot all the same (what they must beat without labels);",
         "- the oracle is the best of 256 latents, so a method can beat it (a share above 100%): a yardstick, not a bound;",
@@ -319,14 +333,14 @@ def markdown(result: dict, command: str, figure: str | None, title: str = "Fast 
         for rows in result["by_model"].values():
             row = next((r for r in rows if r["method"] == method), None)
             cells.append("" if row is None else f"{pct(row['improvement_20'])} / {pct(row['headroom_20'])}")
-        lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label(method)} | " + " | ".join(cells) + " |")
     lines += ["", "## Per task", "", "| model | task | zero-shot | oracle | method | seeds | @10 | @20 | @50 | lowest "
               "| worst paired point [95% CI] | @20 - zero-shot [95% CI] |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
     for r in result["per_task"]:
         lines.append(
             f"| {r['model']} | {r['task'].split(':')[-1]} | {r['zero_shot']:.1f} | {fmt(r['oracle'])} "
-            f"| {METHOD_LABELS.get(r['method'], r['method'])} | {r['seeds']} "
+            f"| {label(r['method'])} | {r['seeds']} "
             f"| {' | '.join(fmt(r['values'][b]) for b in BUDGETS)} | {r['lowest']:.1f} "
             f"| {_absolute(r['paired']['worst'] if r.get('paired') else None)} "
             f"| {_absolute(r['paired']['at'][20] if r.get('paired') else None)} |"
@@ -334,13 +348,8 @@ def markdown(result: dict, command: str, figure: str | None, title: str = "Fast 
     return "\n".join(lines) + "\n"
 
 
-def _absolute(w: tuple[float, float, float] | None) -> str:
-    return "—" if w is None else f"{w[0]:+.1f} [{w[1]:+.1f}, {w[2]:+.1f}]"
-
-
 def plot_headroom(result: dict, path: Path) -> Path:
     """Mean share of the oracle's headroom captured against the budget, one line per method."""
-    from fastbfm.evaluate.experiments import METHOD_LABELS
     from fastbfm.report.plots import plt, save_figure  # plots selects the headless backend first
 
     t: Thresholds = result["thresholds"]
@@ -357,7 +366,7 @@ def plot_headroom(result: dict, path: Path) -> Path:
             vals = [(np.interp(x, c["episodes"], c["mean_curve"]) - c["zero_shot"]) / (c["oracle"] - c["zero_shot"])
                     for c in cells if c["episodes"][-1] >= x]
             shares.append(np.mean(vals))
-        ax.plot(xs, shares, marker="o", markersize=3, label=f"{METHOD_LABELS.get(method, method)} ({len(cells)} tasks)",
+        ax.plot(xs, shares, marker="o", markersize=3, label=f"{label(method)} ({len(cells)} tasks)",
                 color=f"C{i}", linestyle="-" if full_budget else "--")
     ax.axhline(0, color="gray", linewidth=0.8)
     ax.axhline(1, color="gray", linewidth=0.8, linestyle=":")
@@ -370,12 +379,10 @@ def plot_headroom(result: dict, path: Path) -> Path:
 def write_report(grids: list[Path], out: Path, command: str, thresholds: Thresholds = Thresholds(),
                  title: str = "Fast adaptation on the shipped zoo") -> dict:
     """Markdown at ``out`` and ``<out stem>.png`` beside it."""
-    from fastbfm.bfm.checkpoint import atomic_write
-
     result = summarize(load_rows(grids), thresholds, load_episodes(grids))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure = plot_headroom(result, out.with_suffix(".png"))
     text = markdown(result, command, figure.name, title)
-    atomic_write(out, lambda tmp: Path(tmp).write_text(text))
+    write_text(out, text)
     return result

@@ -1,10 +1,9 @@
-"""The zero-shot table of the shipped zoo, beside published zero-shot numbers.
+"""The zero-shot table of the shipped zoo.
 
     python -m fastbfm.report.zoo_table docs/zero_shot.md
 
 reads each shipped model's ``zero_shot.json`` (written with its card by ``fastbfm.report.card``) and
-writes one markdown table per domain: random policy, every shipped model, and published FB / HILP
-returns on ExORL data where a source gives them (paper scale: width 1024, 1M+ updates, 5000 episodes).
+writes one markdown table per domain: the random policy and every shipped model.
 """
 
 from __future__ import annotations
@@ -13,14 +12,9 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from fastbfm.bfm.checkpoint import read_json
+from fastbfm.io import read_json
 from fastbfm.report.card import ZERO_SHOT
 from fastbfm.zoo import ZOO_DIR, shipped_models
-
-PUBLISHED: dict[str, dict[str, float]] = {}
-"""Column name -> {task: mean return}; each column's source is in SOURCES."""
-
-SOURCES: dict[str, str] = {}
 
 
 def zoo_rows() -> dict[str, dict[str, dict]]:
@@ -42,9 +36,8 @@ def zoo_table() -> str:
     for domain in sorted(by_domain):
         names = by_domain[domain]
         tasks = sorted({t for n in names for t in models[n]})
-        published = [c for c in PUBLISHED if any(t in PUBLISHED[c] for t in tasks)]
-        lines += [f"## {domain}", "", "| task | random | " + " | ".join(f"`{n}`" for n in names) + "".join(f" | {c}" for c in published) + " |"]
-        lines.append("|---" * (2 + len(names) + len(published)) + "|")
+        lines += [f"## {domain}", "", "| task | random | " + " | ".join(f"`{n}`" for n in names) + " |"]
+        lines.append("|---" * (2 + len(names)) + "|")
         for task in tasks:
             random = next(models[n][task]["random"] for n in names if task in models[n])
             cells = [task.split(":")[1], f"{random:.1f}"]
@@ -56,7 +49,6 @@ def zoo_table() -> str:
                 # a ratio to a return that rounds to 0.0 says nothing
                 ratio = f" ({row['zero_shot'] / random:.2f}x)" if random >= 0.05 else ""
                 cells.append(f"{row['zero_shot']:.1f} +- {row['zero_shot_std']:.1f}{ratio}")
-            cells += [f"{PUBLISHED[c][task]:.0f}" if task in PUBLISHED[c] else "-" for c in published]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         for n in names:
@@ -65,8 +57,6 @@ def zoo_table() -> str:
             twice = sum(r["zero_shot"] >= 2 * r["random"] and r["zero_shot"] >= 1 for r in rows)
             lines.append(f"- `{n}`: zero-shot at least twice the random policy's return (and at least 1) on {twice} of {len(rows)} tasks.")
         lines.append("")
-    if SOURCES:
-        lines += ["Sources of the published columns:", ""] + [f"- {c}: {src}" for c, src in SOURCES.items()] + [""]
     return "\n".join(lines)
 
 
