@@ -101,7 +101,7 @@ def test_kill_9_during_a_grid_then_rerun_completes_it(tmp_path):
 
 def test_a_meta_motivo_folder_runs_the_tasks_of_the_domain_its_sizes_match(tmp_path):
     """Meta Motivo configs name no domain: the grid matches the model's observation and action sizes."""
-    from fastbfm.interop.metamotivo import write_random_checkpoint
+    from tests.metamotivo_fixture import write_random_checkpoint
 
     write_random_checkpoint(tmp_path / "mm", obs_dim=24, action_dim=6, z_dim=8)
     cells = grid_cells([str(tmp_path / "mm")], ["walker:run", "point_mass_maze:reach_top_left"], ["race"], [0])
