@@ -151,6 +151,10 @@ def test_rendered_returns_are_evaluation_returns_and_panels_sit_side_by_side(tmp
     # One latent is the same computation as the evaluation: bit-exact.
     _, single = render_latents(model, task, {"goal": z_goal}, seed=0, every=500, width=40, height=30)
     assert single["goal"] == alone
+    # Panels of one latent (an evolution video before the deployed latent moves) share one simulation.
+    twice, same = render_latents(model, task, {"a": z_goal, "b": z_goal.clone()}, seed=0, every=500, width=40, height=30)
+    assert same["a"] == same["b"] == alone
+    np.testing.assert_array_equal(twice[-1][22:, :40], twice[-1][22:, 40:])
     assert returns["goal"] > 0
     # The point mass moves: the last frame differs from the first.
     assert np.abs(frames[-1].astype(int) - frames[0].astype(int)).sum() > 0
