@@ -245,11 +245,13 @@ def test_sparse_evaluation_keeps_the_method_and_its_final_return(method):
 def test_every_registered_method_is_an_adapter_behind_one_interface():
     """The CLI and the grid reach every method through the registry; a config names its method."""
     from fastbfm.adapt.adapter import Adapter
-    from fastbfm.adapt.methods import METHODS, MethodOptions
+    from fastbfm.adapt.methods import GATED, METHODS, MethodOptions
     from fastbfm.evaluate.grid import grid_methods, method_config
 
     task, model = get_task("point_mass_maze:reach_top_left"), NetToyBFM()
-    assert len(METHODS) == 10 and grid_methods() == ["zero-shot", *METHODS, "oracle"]
+    # 10 methods, and the ungated variant of each of the 7 latent-search ones
+    assert len(METHODS) == 17 and grid_methods() == ["zero-shot", *METHODS, "oracle"]
+    assert {name for name in METHODS if name.endswith("-unsafe")} == {f"{m}-unsafe" for m in GATED}
     for name, method in METHODS.items():
         config = method_config(name, episodes=20, eval_episodes=1)
         assert config == method.build(MethodOptions(episodes=20, eval_episodes=1)) and config.method_name == name
