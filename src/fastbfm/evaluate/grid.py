@@ -25,6 +25,8 @@ from fastbfm.adapt import methods as registry
 from fastbfm.adapt.methods import ORACLE, ZERO_SHOT, MethodOptions
 from fastbfm.errors import FastBFMError
 from fastbfm.io import read_json, write_csv, write_json
+from fastbfm.locks import folder_lock
+from fastbfm.schemas import GridBudgetFile, GridCellFile, check_seed, checker
 
 
 def grid_methods() -> list[str]:
@@ -67,6 +69,8 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
             raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(grid_methods())}")
     if not (models and tasks and methods and seeds):
         raise FastBFMError("a grid needs at least one model, task, method and seed")
+    for seed in seeds:
+        check_seed(seed)
     domains = {m: model_domain(m) for m in models}
     cells = [
         GridCell(m, get_task(t).full_name, method, s)
@@ -82,12 +86,14 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
 
 
 def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: float = 0.0, plugins: tuple = (),
-             discount: float | None = None) -> dict:
+             discount: float | None = None, device: str = "cpu") -> dict:
     """Run one cell in this process; returns what its JSON file holds (the caller writes it, so Ray
     workers need no shared filesystem). ``plugins``: the methods the caller registered at run time;
-    ``discount``: for models that record none (Meta Motivo's)."""
+    ``discount``: for models that record none (Meta Motivo's); ``device``: where the cell's model runs
+    (``auto``: this worker's CUDA device when it has one)."""
     import torch
 
+    from fastbfm.bfm.placement import place, resolve_device
     from fastbfm.envs import get_task
     from fastbfm.evaluate.experiments import adapt, zero_shot
     from fastbfm.models import load_model
@@ -95,7 +101,7 @@ def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: floa
     torch.set_num_threads(1)
     for method in plugins:
         registry.register(method)
-    model = load_model(cell.model, discount=discount)
+    model = place(load_model(cell.model, discount=discount), resolve_device(device))
     task = get_task(cell.task)
     dataset = _domain_dataset(task.domain)
     if cell.method == ZERO_SHOT:
@@ -113,16 +119,17 @@ def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: floa
 
 
 def run_cells(cells: list[GridCell], episodes: int, eval_episodes: int, eval_every: float = 0.0, plugins: tuple = (),
-              discount: float | None = None) -> list[dict]:
+              discount: float | None = None, device: str = "cpu") -> list[dict]:
     """Cells of one (model, task, method) that differ by seed, in one process with their seeds in lockstep
     (one batch of simulations); one payload per cell, each as :func:`run_cell` writes it."""
     if len(cells) == 1:
-        return [run_cell(cells[0], episodes, eval_episodes, eval_every, plugins, discount)]
+        return [run_cell(cells[0], episodes, eval_episodes, eval_every, plugins, discount, device)]
     import numpy as np
     import torch
 
     from fastbfm.envs import get_task
     from fastbfm.evaluate.experiments import adapt
+    from fastbfm.bfm.placement import place, resolve_device
     from fastbfm.evaluate.paired import paired_curve
     from fastbfm.models import load_model
 
@@ -131,7 +138,7 @@ def run_cells(cells: list[GridCell], episodes: int, eval_episodes: int, eval_eve
         registry.register(method)
     first = cells[0]
     task = get_task(first.task)
-    together = adapt(load_model(first.model, discount=discount), task, _domain_dataset(task.domain),
+    together = adapt(place(load_model(first.model, discount=discount), resolve_device(device)), task, _domain_dataset(task.domain),
                      method_config(first.method, episodes, eval_episodes, eval_every), [c.seed for c in cells])
     payloads = []
     for i, cell in enumerate(cells):
@@ -222,17 +229,28 @@ def run_grid(
     ray_address: str | None = None,
     progress: bool = True,
     discount: float | None = None,
+    device: str = "cpu",
     lockstep: bool = False,
 ) -> dict:
-    """``discount``: the training discount of models that record none (Meta Motivo's). ``lockstep``: the
-    missing seeds of one (model, task, method) run in one process, their simulations in one batch (as
-    ``fastbfm adapt --seeds N``; each seed equals its lone run up to float rounding across batch sizes),
-    still written as one cell per seed."""
+    """``discount``: the training discount of models that record none (Meta Motivo's). ``device``: where
+    each cell's model runs, resolved in the worker (results do not depend on it beyond float rounding,
+    so it is not part of the grid's budget). ``lockstep``: the missing seeds of one (model, task, method)
+    run in one process, their simulations in one batch (as ``fastbfm adapt --seeds N``; each seed equals
+    its lone run up to float rounding across batch sizes), still written as one cell per seed."""
+    from fastbfm.bfm.placement import resolve_device
+
+    resolve_device(device)  # refuse an unavailable device here, before any worker starts
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FastBFMError(f"--out {out} is a file, not a folder")
     cells = grid_cells(models, tasks, methods, seeds)
     _check_discounts(models, methods, discount)
+    with folder_lock(out, "grid"):
+        return _run_grid(out, cells, models, episodes, eval_episodes, eval_every, workers, ray_address, progress, discount, device, lockstep)
+
+
+def _run_grid(out: Path, cells: list[GridCell], models: list[str], episodes: int, eval_episodes: int, eval_every: float,
+              workers: int, ray_address: str | None, progress: bool, discount: float | None, device: str, lockstep: bool) -> dict:
     budget = {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every}
     _check_budget(out, budget if discount is None else {**budget, "discount": discount})
     (out / "cells").mkdir(parents=True, exist_ok=True)
@@ -245,7 +263,7 @@ def run_grid(
             collect_default_dataset(domain, progress=progress)
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="grid", unit="cell", disable=not progress)
     if todo and ray_address:
-        _run_on_ray(todo, (episodes, eval_episodes, eval_every, registry.plugins(), discount), out, ray_address, bar)
+        _run_on_ray(todo, (episodes, eval_episodes, eval_every, registry.plugins(), discount, device), out, ray_address, bar)
     elif todo:
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MuJoCo state
         groups: dict = {}
@@ -253,7 +271,7 @@ def run_grid(
             together = lockstep and c.method not in (ZERO_SHOT, ORACLE)
             groups.setdefault((c.model, c.task, c.method) if together else c, []).append(c)
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(run_cells, group, episodes, eval_episodes, eval_every, registry.plugins(), discount): group
+            futures = {pool.submit(run_cells, group, episodes, eval_episodes, eval_every, registry.plugins(), discount, device): group
                        for group in groups.values()}
             for future in as_completed(futures):
                 for cell, payload in zip(futures[future], future.result()):
@@ -261,7 +279,7 @@ def run_grid(
                     bar.update(1)
     bar.close()
     # every cell of the folder, not only this run's: a rerun that names fewer methods keeps the others' rows
-    done = [read_json(path, what="grid cell") for path in sorted((out / "cells").glob("*.json"))]
+    done = [read_json(path, checker(GridCellFile, "corrupt grid cell"), what="grid cell") for path in sorted((out / "cells").glob("*.json"))]
     write_csv(out / "results.csv", TIDY_COLUMNS, _tidy_rows(done))
     if episode_rows := _episode_rows(done):
         write_csv(out / "episodes.csv", EPISODE_COLUMNS, episode_rows)
@@ -298,7 +316,7 @@ def _check_budget(out: Path, budget: dict) -> None:
     """A grid folder holds cells of one budget: resuming with another would mix incomparable curves."""
     path = out / "grid.json"
     if path.is_file():
-        kept = read_json(path, what="grid budget")
+        kept = read_json(path, checker(GridBudgetFile, "corrupt grid budget"), what="grid budget")
         if kept != budget:
             raise FastBFMError(f"{out} holds a grid with budget {kept}; this run asks for {budget}: use another --out")
     else:
