@@ -142,3 +142,10 @@ def test_safe_race_needs_a_confident_paired_win_to_replace_its_incumbent():
         assert torch.equal(race.incumbent, challenger) == replaced
     with pytest.raises(FastBFMError, match="2 or more start states"):
         RaceConfig(stages=((4, 250, 1), (2, 1000, 1)))
+
+
+def test_safe_gate_refuses_a_method_whose_first_round_does_not_fit_beside_the_duels():
+    config = replace(FAST, num_candidates=8)  # a round of 8 episodes; 16 - 6 = 10 left, one round fits
+    SafeGate(LoLA(GoalToyBFM(), _prompt(AWAY), config, 0, 1000), FAST.safe, 16, 1000)
+    with pytest.raises(FastBFMError, match=r"first round \(8 episodes\) does not fit the 7 episodes"):
+        SafeGate(LoLA(GoalToyBFM(), _prompt(AWAY), config, 0, 1000), FAST.safe, 13, 1000)

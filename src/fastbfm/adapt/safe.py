@@ -70,6 +70,11 @@ class SafeGate(Adapter):
         if episodes > 0 and own < 1:
             raise FastBFMError(f"the safe gate's duels cost {config.cost()} episodes, the whole budget of {episodes}: "
                                "give more episodes, fewer duel start states (--safe-starts) or --no-safe")
+        first_round = inner.rollouts * inner.next_horizon()
+        if episodes > 0 and first_round > own * self.T:
+            raise FastBFMError(f"{inner.label}'s first round ({first_round / self.T:g} episodes) does not fit the {own} episodes its safe "
+                               f"gate leaves it (the duels cost {config.cost()}): give at least {config.cost() + -(-first_round // self.T)} "
+                               "episodes, or --no-safe")
         self.checkpoints = [round(own * self.T * (i + 1) / config.duels) for i in range(config.duels)] if episodes > 0 else []
         first = inner.initial_latent()
         if first is None:
