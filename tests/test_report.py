@@ -206,7 +206,7 @@ def test_adapt_out_then_render_then_report_with_videos(tmp_path, maze_dataset_di
 
     info = _fastbfm(monkeypatch, capsys, "render", "--z-from", run, "--out", tmp_path / "side.gif", "--adapted-seed", 1,
                     "--steps", 20, "--every", 10, "--width", 32, "--height", 24, "--json", "-q")
-    assert info["panels"] == ["zero-shot", "LoLA (seed 1)"] and info["frames"] == 3 and info["task"] == TASK
+    assert info["panels"] == ["zero-shot", "LoLA (unsafe) (seed 1)"] and info["frames"] == 3 and info["task"] == TASK
     with Image.open(tmp_path / "side.gif") as image:
         assert image.size == (64, 24 + 22)
 
