@@ -22,6 +22,10 @@ from fastbfm.errors import FastBFMError
 
 FORMAT_VERSION = 1
 MODEL_WEIGHTS, MODEL_CONFIG = "model.safetensors", "config.json"
+WEIGHT_DTYPES = ("float32", "float16", "int8")
+"""Storage of a model's matrices: ``int8`` keeps one float32 scale per row (the last axis), a quarter of
+float32's size; vectors (biases, norms, input normalisation) stay float32. Loading restores float32."""
+INT8_SCALE = ".int8_scale"
 
 
 def atomic_write(path: Path, write) -> None:
@@ -83,20 +87,51 @@ def read_json(path: Path) -> dict:
     return data
 
 
-def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None = None) -> Path:
+def compress_weights(tensors: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
+    """``tensors`` with every floating matrix stored as ``dtype`` (see :data:`WEIGHT_DTYPES`)."""
+    if dtype not in WEIGHT_DTYPES:
+        raise FastBFMError(f"unknown weight storage {dtype!r}: choose one of {', '.join(WEIGHT_DTYPES)}")
+    out = {}
+    for name, t in tensors.items():
+        if dtype == "float32" or t.dim() < 2 or not t.is_floating_point():
+            out[name] = t
+        elif dtype == "float16":
+            out[name] = t.half()
+        else:
+            scale = t.float().abs().amax(-1, keepdim=True).clamp_min(1e-12) / 127
+            out[name] = torch.round(t.float() / scale).to(torch.int8)
+            out[name + INT8_SCALE] = scale
+    return out
+
+
+def decompress_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """float32 tensors from :func:`compress_weights`' output."""
+    out = {}
+    for name, t in tensors.items():
+        if name.endswith(INT8_SCALE):
+            continue
+        if name + INT8_SCALE in tensors:
+            out[name] = t.float() * tensors[name + INT8_SCALE]
+        else:
+            out[name] = t.float() if t.dtype == torch.float16 else t
+    return out
+
+
+def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None = None, weights: str = "float32") -> Path:
+    """Write ``model`` to ``folder``; ``weights`` stores its matrices as float32, float16 or int8."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    digest = save_tensors(folder / MODEL_WEIGHTS, model.state_dict())
-    write_json(
-        folder / MODEL_CONFIG,
-        {
-            "format_version": FORMAT_VERSION,
-            "algorithm": model.algorithm,
-            "model": model.config_dict(),
-            "sha256": {MODEL_WEIGHTS: digest},
-            "meta": meta or {},
-        },
-    )
+    digest = save_tensors(folder / MODEL_WEIGHTS, compress_weights(model.state_dict(), weights))
+    config = {
+        "format_version": FORMAT_VERSION,
+        "algorithm": model.algorithm,
+        "model": model.config_dict(),
+        "sha256": {MODEL_WEIGHTS: digest},
+        "meta": meta or {},
+    }
+    if weights != "float32":
+        config["weights"] = weights
+    write_json(folder / MODEL_CONFIG, config)
     return folder
 
 
@@ -132,6 +167,9 @@ def load_model(folder: str | Path) -> nn.Module:
     except (TypeError, KeyError, FastBFMError) as e:
         raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: {e}") from e
     weights = load_tensors(folder / MODEL_WEIGHTS, config.get("sha256", {}).get(MODEL_WEIGHTS))
+    if config.get("weights", "float32") not in WEIGHT_DTYPES:
+        raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: unknown weight storage {config['weights']!r}")
+    weights = decompress_weights(weights)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as e:
