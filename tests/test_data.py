@@ -113,3 +113,30 @@ def test_default_maze_recipe_reproduces_the_shipped_models_data(tmp_path):
     with np.load(episode_files(tmp_path)[1]) as ep:
         digest = hashlib.sha256(ep["physics"].tobytes()).hexdigest()
     assert digest == "8335c69dd1092c098c4374a37d265f0d3104246ca88bb936f9b965931d6d6345"
+
+
+def test_quadruped_righting_counts_episodes_that_start_upside_down_and_reach_upright():
+    from fastbfm.envs.quadruped import UPRIGHT_OBS, orientation_fractions, righted_fraction
+
+    zz = np.array([[-1.0, -0.8, 0.2, 0.95], [-0.9, -0.9, -0.9, -0.9], [0.95, 0.99, 0.95, 0.9], [-0.6, 0.0, 0.92, 1.0]])
+    obs = np.zeros((zz.size, 78))
+    next_obs = np.zeros((zz.size, 78))
+    obs[:, UPRIGHT_OBS] = zz.ravel()
+    next_obs[:, UPRIGHT_OBS] = np.concatenate([np.append(row[1:], row[-1]) for row in zz])
+    down, share = righted_fraction(obs, next_obs, np.arange(0, zz.size, 4))
+    assert (down, share) == (3, 2 / 3)  # the upright-starting episode is not counted
+    shares = orientation_fractions(obs)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["upright (zz > 0.9)"] == pytest.approx(6 / 16)
+
+
+def test_quadruped_dataset_card_reports_orientation_and_righting(tmp_path):
+    from fastbfm.data.card import write_dataset_card
+
+    collect(CollectConfig(domain="quadruped", episodes=4, num_envs=2, segment_length=20, seed=1), tmp_path, progress=False)
+    stats = write_dataset_card(tmp_path, load_dataset(tmp_path), "quadruped")
+    assert sum(stats["orientation_fractions"].values()) == pytest.approx(1.0)
+    assert 0 <= stats["righting"]["episodes_starting_upside_down"] <= 4
+    card = (tmp_path / "DATASET_CARD.md").read_text()
+    assert "States per torso orientation: upright (zz > 0.9)" in card
+    assert "stored episodes that start upside down" in card

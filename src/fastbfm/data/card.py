@@ -46,6 +46,14 @@ def coverage(dataset: TransitionDataset, domain_name: str, samples: int = 20_000
         from fastbfm.data.collect import room_fractions
 
         stats["room_fractions"] = room_fractions(dataset.next_obs)
+    if domain_name == "quadruped":
+        from fastbfm.envs.quadruped import orientation_fractions, righted_fraction
+
+        stats["orientation_fractions"] = orientation_fractions(dataset.next_obs[idx])
+        if dataset.episode_end is not None:
+            starts = np.concatenate([[0], np.unique(dataset.episode_end)[:-1]])
+            down, righted = righted_fraction(dataset.obs, dataset.next_obs, starts)
+            stats["righting"] = {"episodes_starting_upside_down": down, "share_reaching_upright": righted}
     return stats, features
 
 
@@ -73,5 +81,12 @@ def write_dataset_card(folder: str | Path, dataset: TransitionDataset, domain_na
     lines += [f"| {t} | {v['mean']:.3f} | {v['above_half']:.3f} | {v['max']:.3f} |" for t, v in stats["tasks"].items()]
     if "room_fractions" in stats:
         lines += ["", "States per room: " + ", ".join(f"{k} {v:.2f}" for k, v in stats["room_fractions"].items())]
+    if "orientation_fractions" in stats:
+        lines += ["", "States per torso orientation: " + ", ".join(f"{k} {v:.3f}" for k, v in stats["orientation_fractions"].items())]
+    if "righting" in stats:
+        r = stats["righting"]
+        steps = stats["transitions"] / max(stats["episodes"], 1)
+        lines += ["", f"Of {r['episodes_starting_upside_down']} stored episodes that start upside down, "
+                  f"{r['share_reaching_upright']:.2%} reach upright (zz > 0.9) within their {steps:.0f} steps."]
     atomic_write(folder / CARD, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
     return stats

@@ -72,6 +72,26 @@ def jump_reward(f: Fields) -> np.ndarray:
     return upright(f) * jump
 
 
+UPRIGHT_OBS = 47
+"""Index of the torso's zz (cosine of its tilt from vertical) in the observation."""
+ORIENTATIONS = {"upright (zz > 0.9)": (0.9, np.inf), "tilted or on its side": (-0.5, 0.9), "upside down (zz < -0.5)": (-np.inf, -0.5)}
+
+
+def orientation_fractions(obs: np.ndarray) -> dict[str, float]:
+    """Share of observations (N, 78) per torso orientation. Every task rewards being upright, and from
+    upside down no random action righted the body in 5 s (experiments/quadruped_diagnosis.py)."""
+    zz = np.asarray(obs)[..., UPRIGHT_OBS]
+    return {name: float(((zz > lo) & (zz <= hi)).mean()) for name, (lo, hi) in ORIENTATIONS.items()}
+
+
+def righted_fraction(obs: np.ndarray, next_obs: np.ndarray, episode_starts: np.ndarray) -> tuple[int, float]:
+    """Of the stored episodes that start upside down, how many, and the share that reach upright.
+    ``obs``, ``next_obs``: (N, 78) transitions in episode order; ``episode_starts``: each episode's first row."""
+    down = np.asarray(obs)[episode_starts, UPRIGHT_OBS] < -0.5
+    reached = np.maximum.reduceat(np.asarray(next_obs)[:, UPRIGHT_OBS] > 0.9, episode_starts)
+    return int(down.sum()), float(reached[down].mean()) if down.any() else 0.0
+
+
 def _upright_reference(physics) -> float:
     return rewards.tolerance(physics.torso_upright(), bounds=(1.0, float("inf")), sigmoid="linear", margin=2.0, value_at_margin=0)
 
