@@ -12,12 +12,11 @@ import numpy as np
 import torch
 
 from fastbfm.adapt.zero_shot import infer_task
-from fastbfm.bfm.checkpoint import load_model
 from fastbfm.data import ensure_dataset
 from fastbfm.envs import Task
 from fastbfm.envs.point_mass_maze import reach_reward
-from fastbfm.evaluate.rollout import evaluate_latent
-from fastbfm.zoo import resolve_model
+from fastbfm.models import load_model
+from fastbfm.rollout import evaluate_latent
 
 OFFSETS = [(0.22, 0.22), (0.08, 0.08), (0.22, 0.08), (0.08, 0.22)]
 GOALS = [(sx * a, sy * b) for sx, sy in itertools.product((-1, 1), (-1, 1)) for a, b in OFFSETS]
@@ -27,7 +26,7 @@ def main(models: list[str]) -> None:
     torch.set_num_threads(1)
     dataset = ensure_dataset("point_mass_maze", progress=False)
     for name in models:
-        model = load_model(resolve_model(name))
+        model = load_model(name)
         returns = []
         for x, y in GOALS:
             task = Task("point_mass_maze", f"heldout_{x}_{y}", reach_reward((x, y)))

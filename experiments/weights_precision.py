@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from fastbfm.bfm.checkpoint import WEIGHT_DTYPES, compress_weights, decompress_weights, load_model
+from fastbfm.bfm.checkpoint import WEIGHT_DTYPES, compress_weights, decompress_weights
+from fastbfm.models import load_model
 from fastbfm.data.dataset import load_dataset
 from fastbfm.envs import list_tasks
 from fastbfm.envs.registry import get_task
 from fastbfm.evaluate.experiments import zero_shot
-from fastbfm.zoo import resolve_model
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("--dtypes", default=",".join(WEIGHT_DTYPES))
     a = p.parse_args()
     torch.set_num_threads(1)
-    base = load_model(resolve_model(a.model))
+    base = load_model(a.model)
     dataset = load_dataset(a.data)
     tasks = [get_task(t) for t in list_tasks(base.meta.get("domain", "walker"))]
     state = {k: v.detach().clone().contiguous() for k, v in base.state_dict().items()}

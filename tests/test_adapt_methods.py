@@ -14,7 +14,7 @@ from fastbfm.envs import get_task
 from fastbfm.envs.point_mass_maze import POINTMASS_GEOM
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import evaluate_latent
+from fastbfm.rollout import evaluate_latent
 from tests.test_lola import GoalToyBFM, _prompt
 
 TARGET = np.array([-0.15, 0.15])
@@ -46,6 +46,7 @@ class NetToyBFM(nn.Module):
     a small successor-feature MLP (the critic). Fine-tuning the offset to TARGET - 0.15 z[:2] is optimal."""
 
     obs_dim, action_dim, z_dim = 4, 2, 3
+    discount = 0.99
 
     def __init__(self):
         super().__init__()
@@ -241,20 +242,70 @@ def test_sparse_evaluation_keeps_the_method_and_its_final_return(method):
     assert 0 < sparse.sim_s < sparse.compute_s
 
 
-def test_every_grid_method_is_an_adapter_behind_one_interface():
-    """The CLI and the grid reach every method through make_adapter; names round-trip."""
+def test_every_registered_method_is_an_adapter_behind_one_interface():
+    """The CLI and the grid reach every method through the registry; a config names its method."""
     from fastbfm.adapt.adapter import Adapter
-    from fastbfm.evaluate.experiments import make_adapter, method_name
-    from fastbfm.evaluate.grid import GRID_METHODS, method_config
+    from fastbfm.adapt.methods import METHODS, MethodOptions
+    from fastbfm.evaluate.grid import grid_methods, method_config
 
     task, model = get_task("point_mass_maze:reach_top_left"), NetToyBFM()
-    methods = [m for m in GRID_METHODS if m not in ("zero-shot", "oracle")]
-    assert len(methods) == 10
-    for method in methods:
-        config = method_config(method, episodes=20, eval_episodes=1)
-        adapter = make_adapter(model, task, _prompt(START), config, seed=0)
-        assert isinstance(adapter, Adapter) and method_name(config) == method
-        assert adapter.rollouts >= 1 and 1 <= adapter.next_horizon() <= 1000
+    assert len(METHODS) == 10 and grid_methods() == ["zero-shot", *METHODS, "oracle"]
+    for name, method in METHODS.items():
+        config = method_config(name, episodes=20, eval_episodes=1)
+        assert config == method.build(MethodOptions(episodes=20, eval_episodes=1)) and config.method_name == name
+        adapter = method.adapter(model, _prompt(START), config, 0, 1000)
+        assert isinstance(adapter, Adapter) and adapter.rollouts >= 1 and 1 <= adapter.next_horizon() <= 1000
+
+
+def test_a_method_added_with_one_module_and_one_registry_line_runs_through_adapt_grid_and_summarize(
+    tmp_path, maze_dataset_dir, monkeypatch, capsys
+):
+    """tests/toy_method.py is a whole method; registering it is the one line a user adds. The grid runs
+    it in worker processes, which receive it from the grid."""
+    import json
+    import sys
+
+    from fastbfm.adapt import methods
+    from fastbfm.cli import main
+    from fastbfm.evaluate.grid import run_grid
+    from fastbfm.report.adaptation import write_report
+    from tests.toy_method import TOY
+
+    methods.register(TOY)
+    try:
+        task = "point_mass_maze:reach_top_left"
+        argv = ["adapt", "--model", "maze-fb", "--task", task, "--method", "toy", "--episodes", 3, "--seeds", 1, "--eval-episodes", 1,
+                "--data", maze_dataset_dir, "--json", "-q"]
+        monkeypatch.setattr(sys, "argv", ["fastbfm", *map(str, argv)])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        out, err = capsys.readouterr()
+        assert exit_info.value.code == 0, err
+        result = json.loads(out)["results"][0]
+        assert result["method"] == "toy" and result["episodes"] == [0.0, 1.0, 2.0, 3.0]
+        # a hill climb never reports a latent worse than the best one it has rolled out; its first round is z_r
+        assert result["curves"][0][0] == pytest.approx(result["zero_shot"])
+        grid = run_grid(tmp_path / "grid", ["maze-fb"], [task], ["zero-shot", "toy"], [0], episodes=3, eval_episodes=1,
+                        workers=1, progress=False)
+        assert {r["method"] for r in grid["results"]} == {"zero-shot", "toy"}
+        report = write_report([tmp_path / "grid"], tmp_path / "report.md", "fastbfm summarize grid")
+        assert [r["method"] for r in report["summary"]] == ["toy"]
+        assert "| Toy hill climb | 1 |" in (tmp_path / "report.md").read_text()
+    finally:
+        methods.METHODS.pop("toy"), methods._PLUGINS.pop("toy")
+
+
+def test_a_method_the_registry_does_not_know_still_appears_in_summaries(tmp_path):
+    """Grids of another version (or a method registered elsewhere) are listed after the known methods."""
+    from fastbfm.report.adaptation import summarize
+
+    rows = [{"model": "m", "task": "t", "method": method, "seed": 0, "episodes": e, "return": v, "budget_episodes": 20.0,
+             "compute_s_per_episode": 0.0, "sim_s_per_episode": 0.0}
+            for method, curve in {"zero-shot": [(0, 50.0)], "lola": [(0, 50.0), (20, 60.0)], "brand-new": [(0, 50.0), (20, 70.0)]}.items()
+            for e, v in curve]
+    summary = summarize(rows)["summary"]
+    assert [r["method"] for r in summary] == ["lola", "brand-new"]
+    assert summary[1]["improvement_20"] == pytest.approx(0.4)
 
 
 def test_a_full_replay_buffer_names_the_budget():

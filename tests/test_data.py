@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
-from fastbfm.data.collect import CollectConfig, collect, room_fractions
+from fastbfm.data.collect import CollectConfig, collect
 from fastbfm.data.dataset import EPISODE_KEYS, episode_files, load_dataset, write_episode
 from fastbfm.data.relabel import relabel
 from fastbfm.envs import get_domain, get_task, make_env
+from fastbfm.envs.point_mass_maze import room_fractions
 from fastbfm.errors import FastBFMError
 from tests.test_envs import _rollout
 
@@ -115,6 +116,35 @@ def test_default_maze_recipe_reproduces_the_shipped_models_data(tmp_path):
     assert digest == "8335c69dd1092c098c4374a37d265f0d3104246ca88bb936f9b965931d6d6345"
 
 
+def test_the_default_dataset_is_collected_only_where_said(tmp_path, monkeypatch, capsys):
+    """Loading the default dataset never collects; ensuring it says what it collects before it starts."""
+    import fastbfm.data as data
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FastBFMError, match="no complete dataset at data/point_mass_maze/explore: collect it with `fastbfm collect"):
+        data.load_default_dataset("point_mass_maze")
+    small = data.default_collect_config("point_mass_maze", episodes=4, num_envs=2)
+    monkeypatch.setattr(data, "default_collect_config", lambda domain: small)
+    dataset = data.ensure_dataset("point_mass_maze", progress=False)
+    err = capsys.readouterr().err
+    assert "collecting data/point_mass_maze/explore: 4,000 transitions of point_mass_maze" in err and len(dataset) == 4000
+    data.ensure_dataset("point_mass_maze", progress=False)  # there now: loaded, nothing said
+    assert capsys.readouterr().err == "" and len(data.load_default_dataset("point_mass_maze")) == 4000
+
+
+def test_each_domain_owns_its_recipe_camera_and_card_extras():
+    from fastbfm.data import default_collect_config
+    from fastbfm.envs import get_domain, list_domains
+
+    assert list_domains() == ["cheetah", "point_mass_maze", "quadruped", "walker"]  # found by module, no list to edit
+    walker = default_collect_config("walker")
+    assert (walker.episodes, walker.segment_length, walker.posture_prob) == (40_000, 25, 0.5)
+    assert default_collect_config("quadruped").posture_prob == 0.0 and default_collect_config("point_mass_maze").draw_all_resets
+    assert {d: get_domain(d).camera for d in list_domains()} == {"cheetah": "side", "point_mass_maze": "fixed", "quadruped": "y", "walker": "side"}
+    assert [d for d in list_domains() if get_domain(d).partition is not None] == ["point_mass_maze", "quadruped"]
+    assert get_domain("point_mass_maze").partition.shares(np.array([[-0.1, 0.1, 0, 0], [0.1, -0.1, 0, 0]]))["bottom_right"] == 0.5
+
+
 def test_quadruped_righting_counts_episodes_that_start_upside_down_and_reach_upright():
     from fastbfm.envs.quadruped import UPRIGHT_OBS, orientation_fractions, righted_fraction
 
@@ -135,8 +165,7 @@ def test_quadruped_dataset_card_reports_orientation_and_righting(tmp_path):
 
     collect(CollectConfig(domain="quadruped", episodes=4, num_envs=2, segment_length=20, seed=1), tmp_path, progress=False)
     stats = write_dataset_card(tmp_path, load_dataset(tmp_path), "quadruped")
-    assert sum(stats["orientation_fractions"].values()) == pytest.approx(1.0)
-    assert 0 <= stats["righting"]["episodes_starting_upside_down"] <= 4
+    assert sum(stats["torso orientation_fractions"].values()) == pytest.approx(1.0)
     card = (tmp_path / "DATASET_CARD.md").read_text()
     assert "States per torso orientation: upright (zz > 0.9)" in card
     assert "stored episodes that start upside down" in card

@@ -69,6 +69,7 @@ def test_same_seed_same_adaptation_curve(maze_dataset_dir):
     def run():
         torch.manual_seed(0)
         model = FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=8, hidden_dim=32, backward_hidden_dim=32))
+        model.discount = 0.99  # an untrained model has none; LoLA bootstraps with it
         prompt = infer_task(model, task, dataset, num_samples=5000)
         return prompt, lola_seeds(model, task, prompt, config, [0, 1])
 

@@ -209,7 +209,9 @@ def test_folder_without_manifest_still_loads_and_is_shape_checked(tmp_path):
 
 def _tiny_model():
     torch.manual_seed(0)
-    return FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=6, hidden_dim=16, backward_hidden_dim=16))
+    model = FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=6, hidden_dim=16, backward_hidden_dim=16))
+    model.discount = 0.99  # an untrained model has none; LoLA bootstraps with it
+    return model
 
 
 def _nan_task():

@@ -69,6 +69,7 @@ def test_every_adapter_runs_on_a_gymnasium_environment(method):
 
     torch.manual_seed(0)
     model = FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=6, hidden_dim=16, backward_hidden_dim=16))
+    model.discount = 0.99  # an untrained model has none; LoLA bootstraps with it
     w = torch.tensor([1.0, -1.0, 0.5, 0.0, 0.0, 2.0])
     adapter = _adapters(model, TaskPrompt(z=model.project(w), w=w, num_samples=1, num_rewarded=1))[method]
     obs = np.random.default_rng(0).uniform(-0.3, 0.3, (3, 4)).astype(np.float32)
@@ -85,6 +86,7 @@ def test_the_gymnasium_driver_refuses_reset_free_rounds():
     from fastbfm.adapt.zero_shot import TaskPrompt
 
     model = FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=6, hidden_dim=16, backward_hidden_dim=16))
+    model.discount = 0.99  # an untrained model has none; LoLA bootstraps with it
     w = torch.ones(6)
     adapter = LoLA(model, TaskPrompt(z=model.project(w), w=w, num_samples=1, num_rewarded=1), LoLAConfig(num_candidates=2, horizon=300, reset_free=True), 0, 1000)
     with pytest.raises(ValueError, match="reset-free"):

@@ -5,7 +5,7 @@ from fastbfm.adapt.lola import LoLAConfig, lola
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.nn import project_to_sphere
 from fastbfm.envs import get_task
-from fastbfm.evaluate.rollout import evaluate_latent
+from fastbfm.rollout import evaluate_latent
 
 
 class GoalToyBFM:
@@ -15,6 +15,7 @@ class GoalToyBFM:
     """
 
     obs_dim, action_dim, z_dim = 4, 2, 3
+    discount = 0.99
 
     def act(self, obs, z, mean=True, generator=None):
         goal = 0.15 * z[:, :2]

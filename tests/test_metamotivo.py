@@ -1,5 +1,6 @@
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from fastbfm.bfm.protocol import BFM
 from fastbfm.envs import get_task
 from fastbfm.errors import FastBFMError
 from fastbfm.gym import LatentPolicy
-from fastbfm.interop.metamotivo import MetaMotivoFB, load_metamotivo, write_random_checkpoint
+from fastbfm.interop.metamotivo import MetaMotivoFB, load_metamotivo
+from tests.metamotivo_fixture import write_random_checkpoint
 
 OBS, ACT, Z = 24, 6, 16  # walker's observation and action sizes
 
@@ -27,7 +29,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(folder):
-    return load_metamotivo(folder)
+    return load_metamotivo(folder, discount=0.98)
 
 
 def _batch(n=5, seed=0):
@@ -263,6 +265,18 @@ def test_missing_corrupt_and_mismatched_checkpoints_raise_clear_errors(tmp_path)
         MetaMotivoFB({"obs_dim": OBS})
 
 
+def test_a_published_folder_records_no_discount_and_adaptation_says_so(folder):
+    """Meta Motivo's configs carry no discount: a model loaded without one has none, and a method that
+    bootstraps with it refuses it on one line (a silent 0.99 would mis-scale LoLA's critic bootstrap)."""
+    bare = load_metamotivo(folder)
+    assert bare.discount is None and "train" not in bare.meta
+    assert load_metamotivo(folder, discount=0.98).discount == 0.98
+    z = bare.sample_z(1, torch.Generator().manual_seed(0))[0]
+    prompt = TaskPrompt(z=z, w=z, num_samples=0, num_rewarded=0)
+    with pytest.raises(FastBFMError, match="records no training discount.*--discount"):
+        lola_seeds(bare, get_task("walker:stand"), prompt, LoLAConfig(episodes=1, num_candidates=2, horizon=20, eval_episodes=1), [0])
+
+
 def test_lola_runs_on_a_metamotivo_model(model):
     z = model.sample_z(1, torch.Generator().manual_seed(0))[0]
     prompt = TaskPrompt(z=z, w=z, num_samples=0, num_rewarded=0)
@@ -272,9 +286,24 @@ def test_lola_runs_on_a_metamotivo_model(model):
     torch.testing.assert_close(curve.z.norm(), torch.tensor(math.sqrt(Z)))
 
 
-def test_the_cli_loader_accepts_a_metamotivo_folder(tmp_path):
-    from fastbfm.bfm.checkpoint import load_model
-    from fastbfm.interop.metamotivo import MetaMotivoFB, write_random_checkpoint
+def test_the_model_loader_takes_zoo_names_fastbfm_and_metamotivo_folders(tmp_path, monkeypatch, capsys):
+    from fastbfm.cli import main
+    from fastbfm.interop.metamotivo import MetaMotivoFB
+    from fastbfm.models import load_model, model_domain
+    from tests.metamotivo_fixture import write_random_checkpoint
 
     write_random_checkpoint(tmp_path / "mm", obs_dim=24, action_dim=6, z_dim=16)
-    assert isinstance(load_model(tmp_path / "mm"), MetaMotivoFB)
+    mm = load_model(tmp_path / "mm", discount=0.98)
+    assert isinstance(mm, MetaMotivoFB) and mm.discount == 0.98 and model_domain(tmp_path / "mm") == "walker"
+    zoo = load_model("walker-hilp")
+    assert zoo.discount == 0.98 == zoo.meta["train"]["discount"] and model_domain("walker-hilp") == "walker"
+    assert load_model("maze-fb").discount == 0.99
+    with pytest.raises(FastBFMError, match="was trained with discount 0.99"):
+        load_model("maze-fb", discount=0.98)
+    # adapting without the discount stops before any data is read, naming the option
+    monkeypatch.setattr(sys, "argv", ["fastbfm", "adapt", "--model", str(tmp_path / "mm"), "--task", "walker:walk",
+                                      "--data", str(tmp_path / "absent")])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1 and err.startswith("error: ") and "give --discount" in err and len(err.splitlines()) == 1

@@ -63,6 +63,7 @@ class LinearFeatureToyBFM:
     phi^T w* has the known embedding w*, and pi(project(w*)) parks where that reward is nearly highest."""
 
     obs_dim, action_dim, z_dim = 4, 2, 3
+    discount = 0.99
 
     def __init__(self):
         from tests.test_lola import GoalToyBFM

@@ -6,7 +6,7 @@ from fastbfm.adapt.race import Race, RaceConfig, race_seeds
 from fastbfm.bfm.nn import project_to_sphere
 from fastbfm.envs import get_task
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import evaluate_latent
+from fastbfm.rollout import evaluate_latent
 from tests.test_lola import GoalToyBFM, _prompt
 
 TASK = "point_mass_maze:reach_top_left"

@@ -136,7 +136,7 @@ def test_rendered_returns_are_evaluation_returns_and_panels_sit_side_by_side(tmp
     from fastbfm.bfm.checkpoint import load_model
     from fastbfm.envs import get_task
     from fastbfm.envs.point_mass_maze import TARGETS
-    from fastbfm.evaluate.rollout import evaluate_latent
+    from fastbfm.rollout import evaluate_latent
     from fastbfm.zoo import resolve_model
 
     model, task = load_model(resolve_model("maze-fb")), get_task(TASK)
@@ -247,7 +247,7 @@ def test_docs_use_only_real_commands_and_options():
     group = typer.main.get_command(app)
     cli_md = (root / "docs" / "cli.md").read_text()
     checked = 0
-    for doc in ("docs/quickstart.md", "README.md", "docs/design.md"):
+    for doc in ("docs/quickstart.md", "README.md", "docs/design.md", "docs/metamotivo.md"):
         for block in re.findall(r"```bash\n(.*?)```", (root / doc).read_text(), re.S):
             for command_line in re.findall(r"(?:^|&& |\s)fastbfm ([^#&\n]*)", block, re.M):
                 words = command_line.split()

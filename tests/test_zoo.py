@@ -25,6 +25,8 @@ def test_shipped_model_loads_fits_its_domain_and_has_its_card(name):
     assert (ZOO_DIR / name / "MODEL_CARD.md").is_file()
     rows = json.loads((ZOO_DIR / name / "zero_shot.json").read_text())["rows"]
     assert sorted(r["task"] for r in rows) == sorted(list_tasks(model.meta["domain"]))
+    # the discount adaptation bootstraps with is the one the trainer ran with (its config, saved with the weights)
+    assert model.discount == model.meta["train"]["discount"] and f"discount {model.discount}" in (ZOO_DIR / name / "MODEL_CARD.md").read_text()
 
 
 def test_zoo_table_lists_every_shipped_model():
@@ -79,6 +81,20 @@ def test_zero_shot_rewrite_refuses_a_card_without_its_section(tmp_path, monkeypa
     with pytest.raises(FastBFMError, match="no .## Zero-shot returns. section"):
         card.rewrite_zero_shot(None, "tiny", "point_mass_maze", episodes=2)
     assert not (tmp_path / "tiny" / "zero_shot.json").exists()
+
+
+def test_models_lists_each_shipped_model_with_its_training_discount(monkeypatch, capsys):
+    import sys
+
+    from fastbfm.cli import main
+    from fastbfm.models import load_model
+
+    monkeypatch.setattr(sys, "argv", ["fastbfm", "models", "--json"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    rows = json.loads(capsys.readouterr().out)["models"]
+    assert exit_info.value.code == 0 and [r["name"] for r in rows] == shipped_models()
+    assert all(r["discount"] == load_model(r["name"]).discount for r in rows)
 
 
 def test_zoo_table_published_column_holds_only_trusted_figures_with_their_source():

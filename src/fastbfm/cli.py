@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from typer.exceptions import TyperException
 
+from fastbfm.adapt import methods as registry
 from fastbfm.adapt.lola import LoLAConfig
 from fastbfm.errors import FastBFMError
 
@@ -40,13 +41,20 @@ def _fmt_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _load(model: str, tasks=()):
-    """Load a model and check that it fits every task before any data is touched."""
-    from fastbfm.bfm.checkpoint import load_model
-    from fastbfm.evaluate.experiments import check_compatible
-    from fastbfm.zoo import resolve_model
+DISCOUNT_OPT = typer.Option(
+    None, min=0.0, max=0.9999, help="The discount the model was trained with, for checkpoints that record none (Meta Motivo's, "
+    "e.g. 0.98; see docs/metamotivo.md). fastbfm checkpoints record theirs.",
+)
 
-    bfm = load_model(resolve_model(model))
+
+def _load(model: str, tasks=(), discount: float | None = None, needs_discount: bool = False):
+    """Load a model and check that it fits every task before any data is touched."""
+    from fastbfm.evaluate.experiments import check_compatible
+    from fastbfm.models import load_model
+
+    bfm = load_model(model, discount=discount)
+    if needs_discount and bfm.discount is None:
+        raise FastBFMError(f"{model} records no training discount, which adaptation bootstraps with: give --discount (Meta Motivo's walker: 0.98)")
     for task in tasks:
         check_compatible(bfm, task)
     return bfm
@@ -96,8 +104,10 @@ def collect(
     payload = {"out": str(out), "episodes": dataset.num_episodes, "transitions": len(dataset), "seconds": round(elapsed, 1), "config": asdict(config), **stats}
     lines = [f"{dataset.num_episodes} episodes, {len(dataset)} transitions in {out} ({elapsed:.1f} s); card: {out / 'DATASET_CARD.md'}"]
     lines.append(_fmt_table(["task", "mean reward", "fraction > 0.5"], [[t, f"{v['mean']:.3f}", f"{v['above_half']:.3f}"] for t, v in stats["tasks"].items()]))
-    if "room_fractions" in stats:
-        lines.append(_fmt_table(["room", "fraction of states"], [[k, f"{v:.3f}"] for k, v in stats["room_fractions"].items()]))
+    partition = get_domain(domain).partition
+    if partition is not None:
+        shares = stats[f"{partition.name}_fractions"]
+        lines.append(_fmt_table([partition.name, "fraction of states"], [[k, f"{v:.3f}"] for k, v in shares.items()]))
     _emit(payload, as_json, "\n".join(lines))
 
 
@@ -202,21 +212,19 @@ def adapt(
     model: str = typer.Option(..., help="Shipped model name or checkpoint folder."),
     task: list[str] = typer.Option(..., help="Task as domain:task; repeat for several."),
     method: str = typer.Option(
-        "lola",
-        help="lola, lola-reset-free; rela (residual critics); finetune (TD3 on copies of the networks); black-box latent search: cmaes, cem; "
-        "cmaes-lookahead (CMA-ES on LoLA's lookahead scores); optimistic task inference (label-free unless --warm-start): opti-thompson, opti-ucb; "
-        "race (fastbfm's: successive halving over latents on lookahead scores, docs/adaptation.md).",
+        registry.DEFAULT_METHOD, help="; ".join(f"{m.name}: {m.summary}" for m in registry.METHODS.values()) + "."
     ),
-    state_latent: bool = typer.Option(False, help="rela: a state-conditioned latent z(s) = project(z_r + delta(s)) instead of one global latent."),
-    warm_start: bool = typer.Option(False, help="opti-*: centre the prior on the zero-shot reward embedding (uses labelled samples)."),
-    episodes: int = typer.Option(LoLAConfig.episodes, min=0, help="Adaptation budget in episodes."),
+    state_latent: bool = typer.Option(False, help="ReLA: a state-conditioned latent z(s) = project(z_r + delta(s)) instead of one global latent."),
+    warm_start: bool = typer.Option(False, help="OpTI: centre the prior on the zero-shot reward embedding (uses labelled samples)."),
+    episodes: int = typer.Option(registry.MethodOptions.episodes, min=0, help="Adaptation budget in episodes."),
     seeds: int = typer.Option(3, min=1, help="Number of seeds (first_seed..first_seed+seeds-1)."),
     first_seed: int = typer.Option(0, min=0, help="First seed; e.g. 100 to tune on seeds disjoint from reported ones."),
-    candidates: int = typer.Option(LoLAConfig.num_candidates, min=2, help="Latents rolled out per iteration (LoLA's k; the search's population)."),
-    horizon: int = typer.Option(LoLAConfig.horizon, min=1, help="LoLA and cmaes-lookahead: lookahead steps before bootstrapping (H)."),
-    sigma: float = typer.Option(LoLAConfig.sigma, help="Latent perturbation std per coordinate (the search's initial step)."),
-    lr: float = typer.Option(LoLAConfig.lr, help="LoLA: Adam step size on the latent mean."),
-    eval_episodes: int = typer.Option(LoLAConfig.eval_episodes, min=1, help="Evaluation episodes after each adaptation step."),
+    candidates: Optional[int] = typer.Option(None, min=2, help=f"Latents rolled out per iteration (LoLA's k; the search's population); default {LoLAConfig.num_candidates}."),
+    horizon: Optional[int] = typer.Option(None, min=1, help=f"LoLA and CMA-ES with lookahead: lookahead steps before bootstrapping (H); default {LoLAConfig.horizon}."),
+    sigma: Optional[float] = typer.Option(None, help=f"Latent perturbation std per coordinate (the search's initial step); default {LoLAConfig.sigma}."),
+    lr: Optional[float] = typer.Option(None, help=f"LoLA: Adam step size on the latent mean; default {LoLAConfig.lr}."),
+    eval_episodes: int = typer.Option(registry.MethodOptions.eval_episodes, min=1, help="Evaluation episodes after each adaptation step."),
+    discount: Optional[float] = DISCOUNT_OPT,
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot start (default: the domain's exploration data)."),
     resimulate: bool = RESIM_OPT,
     plot: Optional[Path] = typer.Option(None, help="Write the adaptation curves to this PNG."),
@@ -228,61 +236,37 @@ def adapt(
     quiet: bool = QUIET_OPT,
 ):
     """Fast-adapt a frozen BFM to tasks by searching its latent space, starting from zero-shot."""
-    from fastbfm.adapt.opti import OptiConfig
-    from fastbfm.adapt.search import METHODS, SearchConfig
     from fastbfm.data import ensure_dataset
-    from fastbfm.evaluate.experiments import METHOD_LABELS, needs_labels
     from fastbfm.evaluate.experiments import adapt as run_adapt
     from fastbfm.report.plots import plot_adaptation_curves
 
-    if method not in METHOD_LABELS:
-        raise FastBFMError(f"unknown method '{method}'; methods: {', '.join(METHOD_LABELS)}")
+    entry = registry.get_method(method)
     tasks = _tasks(task)
-    bfm = _load(model, tasks)
-    if method in ("lola", "lola-reset-free"):
-        config = LoLAConfig(
-            episodes=episodes, num_candidates=candidates, horizon=horizon, sigma=sigma, lr=lr,
-            reset_free=method == "lola-reset-free", eval_episodes=eval_episodes,
-        )
-    elif method == "rela":
-        from fastbfm.adapt.rela import ReLAConfig
-
-        config = ReLAConfig(episodes=episodes, latent="state" if state_latent else "global", eval_episodes=eval_episodes)
-    elif method == "finetune":
-        from fastbfm.adapt.finetune import FinetuneConfig
-
-        config = FinetuneConfig(episodes=episodes, eval_episodes=eval_episodes)
-    elif method == "race":
-        from fastbfm.adapt.race import RaceConfig
-
-        config = RaceConfig(episodes=episodes, eval_episodes=eval_episodes)
-    elif method in METHODS or method == "cmaes-lookahead":
-        config = SearchConfig(method=method.removesuffix("-lookahead"), episodes=episodes, population=candidates, sigma=sigma,
-                              horizon=horizon if method == "cmaes-lookahead" else None, eval_episodes=eval_episodes)
-    else:
-        config = OptiConfig(rule=method.removeprefix("opti-"), episodes=episodes, warm_start=warm_start, eval_episodes=eval_episodes)
-    if not needs_labels(config):
+    bfm = _load(model, tasks, discount, needs_discount=True)
+    config = entry.build(registry.MethodOptions(
+        episodes=episodes, eval_episodes=eval_episodes, candidates=candidates, horizon=horizon, sigma=sigma, lr=lr,
+        state_latent=state_latent, warm_start=warm_start,
+    ))
+    if not entry.labels_needed(config):
         datasets = {t.domain: None for t in tasks}
     else:
         datasets = {domain: ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate) for domain in {t.domain for t in tasks}}
     results = [run_adapt(bfm, t, datasets[t.domain], config, list(range(first_seed, first_seed + seeds)), progress=not quiet) for t in tasks]
     if plot:
         curves = {r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results}
-        plot_adaptation_curves(curves, plot, method=METHOD_LABELS[method])
+        plot_adaptation_curves(curves, plot, method=entry.label)
     payload = {"model": model, "results": results}
     if out:
         from fastbfm.report.run import write_run
 
         plot_adaptation_curves({r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results},
-                               out / "adaptation_curves.png", method=METHOD_LABELS[method])
+                               out / "adaptation_curves.png", method=entry.label)
         payload["files"] = {k: str(v) for k, v in write_run(out, payload).items()}
     _emit(payload, as_json, _adapt_table(results, episodes, method) + (f"\n\nrun folder: {out}" if out else ""))
 
 
-def _adapt_table(results: list[dict], episodes: int, method: str = "lola") -> str:
-    from fastbfm.evaluate.experiments import METHOD_LABELS
-
-    name = METHOD_LABELS.get(method, method)
+def _adapt_table(results: list[dict], episodes: int, method: str = registry.DEFAULT_METHOD) -> str:
+    name = registry.label(method)
     return _fmt_table(
         ["task", "zero-shot", f"{name}@{episodes}", "change %", "lowest", "lowest vs zs %"],
         [
@@ -298,8 +282,8 @@ def grid(
     model: list[str] = typer.Option(..., help="Model (shipped name or checkpoint folder); repeat for several."),
     task: list[str] = typer.Option(..., help="Task domain:task; repeat. Each model runs the tasks of its domain."),
     method: list[str] = typer.Option(
-        ["zero-shot", "lola"],
-        help="zero-shot, lola, lola-reset-free, rela, finetune, cmaes, cmaes-lookahead, cem, opti-thompson, opti-ucb, race, oracle (the headroom yardstick); repeat."
+        [registry.ZERO_SHOT, registry.DEFAULT_METHOD],
+        help=f"{registry.ZERO_SHOT}, " + ", ".join(registry.METHODS) + f", {registry.ORACLE} (the headroom yardstick); repeat."
     ),
     seeds: int = typer.Option(3, min=1, help="Seeds 0..N-1 per cell."),
     episodes: int = typer.Option(20, min=1, help="Adaptation budget in episodes."),
@@ -307,13 +291,15 @@ def grid(
     eval_every: float = typer.Option(0.0, min=0.0, help="Evaluate every this many episodes of budget (0: after every step of a method)."),
     workers: int = typer.Option(2, min=1, help="Local worker processes (one torch thread each)."),
     ray_address: Optional[str] = typer.Option(None, help="Run the cells as Ray tasks on this cluster (pip install 'fastbfm[ray]')."),
+    discount: Optional[float] = DISCOUNT_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
     """Models x tasks x methods x seeds, resumable: finished cells are kept, a rerun does the rest."""
     from fastbfm.evaluate.grid import run_grid
 
-    summary = run_grid(out, model, task, method, list(range(seeds)), episodes, eval_episodes, eval_every, workers, ray_address, not quiet)
+    summary = run_grid(out, model, task, method, list(range(seeds)), episodes, eval_episodes, eval_every, workers, ray_address, not quiet,
+                       discount=discount)
     rows = [[r["model"], r["task"], r["method"], f"{r['zero_shot']:.1f}", f"{r['final']:.1f}", f"{r['lowest']:.1f}"] for r in summary["results"]]
     table = _fmt_table(["model", "task", "method", "zero-shot", "final", "lowest"], rows)
     _emit(summary, as_json, f"{table}\n\n{summary['cells']} cells ({summary['ran']} run now) -> {out}")
@@ -385,7 +371,7 @@ def doctor(as_json: bool = JSON_OPT):
 
 @app.command()
 def models(as_json: bool = JSON_OPT):
-    """List the shipped models."""
+    """List the shipped models, with the discount each was trained with (the one adaptation bootstraps with)."""
     from fastbfm.bfm.checkpoint import read_json
     from fastbfm.zoo import ZOO_DIR, shipped_models
 
@@ -393,8 +379,10 @@ def models(as_json: bool = JSON_OPT):
     for name in shipped_models():
         config = read_json(ZOO_DIR / name / "config.json")
         meta = config["meta"]
-        rows.append({"name": name, "algorithm": config["algorithm"], "domain": meta.get("domain"), "updates": meta.get("updates")})
-    _emit({"models": rows}, as_json, _fmt_table(["name", "algorithm", "domain", "updates"], [list(r.values()) for r in rows]))
+        rows.append({"name": name, "algorithm": config["algorithm"], "domain": meta.get("domain"), "updates": meta.get("updates"),
+                     "discount": meta.get("train", {}).get("discount")})
+    table = [[*list(r.values())[:4], f"{r['discount']:g}" if r["discount"] is not None else None] for r in rows]
+    _emit({"models": rows}, as_json, _fmt_table(["name", "algorithm", "domain", "updates", "discount"], table))
 
 
 @app.command()
@@ -416,7 +404,7 @@ def demo(
 VIDEO_EVERY_OPT = typer.Option(4, min=1, help="Render every N-th control step (a 1000-step episode gives 1000/N frames).")
 VIDEO_FPS_OPT = typer.Option(25, min=1, help="Frames per second of the video.")
 VIDEO_STEPS_OPT = typer.Option(None, min=1, help="Control steps to simulate (default: a whole episode, 1000).")
-CAMERA_OPT = typer.Option(None, help="MuJoCo camera name or index (default: the domain's: maze fixed, walker/cheetah side, quadruped y).")
+CAMERA_OPT = typer.Option(None, help="MuJoCo camera name or index (default: the domain's, one that keeps the body in view).")
 
 
 @app.command()
@@ -449,6 +437,7 @@ def render(
     """
     from fastbfm.envs import get_task
     from fastbfm.report.run import load_run, pick_result
+    from fastbfm.data import ensure_dataset
     from fastbfm.report.video import FORMATS, before_after, render_latents, write_video, zero_shot_latent
 
     if out.suffix.lower() not in FORMATS:
@@ -457,7 +446,8 @@ def render(
         if model is None or task is None:
             raise FastBFMError("--z-from zero-shot needs --model and --task")
         bfm = _load(model, [get_task(task)])
-        latents = {"zero-shot": zero_shot_latent(bfm, get_task(task), data, resimulate, progress=not quiet)}
+        dataset = ensure_dataset(get_task(task).domain, data, progress=not quiet, resimulate=resimulate)
+        latents = {"zero-shot": zero_shot_latent(bfm, get_task(task), dataset)}
         result = None
     else:
         run = load_run(z_from)
@@ -466,7 +456,8 @@ def render(
         if model is None:
             raise FastBFMError(f"'{z_from}' names no model: give --model")
         bfm = _load(model, [get_task(result["task"])])
-        latents = before_after(bfm, result, adapted_seed, data, resimulate, progress=not quiet)
+        domain = get_task(result["task"]).domain
+        latents = before_after(bfm, result, adapted_seed, lambda: ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate))
     the_task = get_task(result["task"] if result else task)
     frames, returns = render_latents(bfm, the_task, latents, seed, steps, every, width, height, camera, progress=not quiet)
     write_video(frames, out, fps)
@@ -504,7 +495,8 @@ def report(
     """
     from fastbfm.envs import get_task
     from fastbfm.report.html import find_videos, write_report
-    from fastbfm.report.run import VIDEOS, has_latents, load_run, results_path
+    from fastbfm.report.run import VIDEOS, has_latents, load_run, result_method, results_path
+    from fastbfm.data import ensure_dataset
     from fastbfm.report.video import before_after, render_latents, video_name, write_video
 
     if video_format not in ("gif", "mp4"):
@@ -519,9 +511,10 @@ def report(
         bfm = _load(name, [get_task(r["task"]) for r in run["results"]])
         for r in run["results"]:
             if not has_latents(r):
-                skipped.append(f"{r['task']} ({r.get('method', 'lola')})")
+                skipped.append(f"{r['task']} ({result_method(r)})")
                 continue
-            latents = before_after(bfm, r, adapted_seed, data, progress=not quiet)
+            domain = get_task(r["task"]).domain
+            latents = before_after(bfm, r, adapted_seed, lambda: ensure_dataset(domain, data, progress=not quiet))
             frames, returns = render_latents(bfm, get_task(r["task"]), latents, seed, steps, every, width, height, camera, progress=not quiet)
             path = write_video(frames, source.parent / VIDEOS / video_name(r, f".{video_format}"), fps)
             notes[path.name] = f"{r['task']}: " + ", ".join(f"{k} return {v:.1f}" for k, v in returns.items()) + f" (start state of seed {seed})"

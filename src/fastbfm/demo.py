@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 from fastbfm.adapt.lola import LoLAConfig
-from fastbfm.bfm.checkpoint import load_model
 from fastbfm.data import ensure_dataset
 from fastbfm.envs import get_task, list_tasks
 from fastbfm.evaluate.experiments import adapt
+from fastbfm.models import load_model
 from fastbfm.report.plots import plot_adaptation_curves
 from fastbfm.report.run import write_run
 from fastbfm.zoo import ZOO_DIR

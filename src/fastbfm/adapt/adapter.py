@@ -17,7 +17,7 @@ Between rounds, ``current_latent()`` (or ``policy(obs)`` when no single latent i
 adaptation has produced so far. :func:`run_adapters` drives runs of one method in lockstep, all their
 simulations in one batch, stops when the next round would exceed the budget of environment steps (or
 the method is ``done``), and
-evaluates every run on its seed's fixed episodes (:class:`~fastbfm.evaluate.rollout.SeedEvaluator`).
+evaluates every run on its seed's fixed episodes (:class:`~fastbfm.rollout.SeedEvaluator`).
 A user with another simulator, or a real system, writes the same loop around the same adapters.
 """
 
@@ -35,7 +35,7 @@ from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import SeedEvaluator
+from fastbfm.rollout import SeedEvaluator
 
 
 class Adapter(ABC):

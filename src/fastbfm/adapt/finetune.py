@@ -29,12 +29,11 @@ import torch
 
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
-from fastbfm.adapt.lola import model_discount
 from fastbfm.adapt.online import ReplayBuffer, smoothed
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.losses import aggregate
 from fastbfm.bfm.nn import polyak
-from fastbfm.bfm.protocol import BFM
+from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
@@ -53,12 +52,12 @@ class FinetuneConfig:
     target_noise: float = 0.2
     noise_clip: float = 0.5
     discount: float | None = None
-    """Default: the model's training discount, else 0.99."""
+    """None: the model's training discount (``model.discount``)."""
     pessimism: float = 0.5
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every step of the method (0) or every this many episodes of budget."""
-    seed: int = 0
+    method_name = "finetune"
 
     def __post_init__(self):
         if min(self.updates_per_episode, self.batch_size, self.actor_every, self.eval_episodes) < 1 or self.episodes < 0:
@@ -94,7 +93,7 @@ class Finetune(Adapter):
             raise FastBFMError(f"fine-tuning trains the model's networks: it needs a torch.nn.Module, got {type(model).__name__}")
         super().__init__(model, seed, rollouts=1, shared_start=False)
         self.config, self.generator, self.horizon = config, torch.Generator().manual_seed(seed), episode_length
-        self.gamma = model_discount(model) if config.discount is None else config.discount
+        self.gamma = training_discount(model) if config.discount is None else config.discount
         self.noise_rng = np.random.default_rng([seed, 11])
         capacity = config.episodes * episode_length
         self.online = copy.deepcopy(model)
@@ -172,4 +171,4 @@ def finetune_seeds(
     """Independent fine-tuning runs, one per seed, with their episodes in one batch of simulations; each
     seed trains its own copies of the networks, so each run equals a lone run with its seed. The
     given model is left untouched; ``curve.z`` is None (the adapted policy is the copied networks')."""
-    return run_seeds(Finetune, model, task, prompt, config, seeds, progress, f"finetune {task.full_name}")
+    return run_seeds(Finetune, model, task, prompt, config, seeds, progress, f"{config.method_name} {task.full_name}")

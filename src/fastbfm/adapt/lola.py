@@ -31,7 +31,7 @@ import torch
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.zero_shot import TaskPrompt
-from fastbfm.bfm.protocol import BFM
+from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
@@ -46,8 +46,8 @@ class LoLAConfig:
     """Std of the latent perturbation per coordinate; latents have norm sqrt(d), so about the relative noise."""
     lr: float = 0.02
     discount: float | None = None
-    """Discount of the lookahead and bootstrap; default: the one the model was trained with (its
-    successor features are sums discounted by it), else 0.99."""
+    """Discount of the lookahead and bootstrap; None: the one the model was trained with (its successor
+    features are sums discounted by it, ``model.discount``)."""
     pessimism: float = 0.5
     reset_free: bool = False
     """Continue from where the previous lookahead ended; reset only at episode boundaries."""
@@ -55,16 +55,17 @@ class LoLAConfig:
     eval_every: float = 0.0
     """Evaluate after every iteration (0) or every this many episodes of budget."""
     seed: int = 0
+    """The seed of :func:`lola` (a lone run); runs of several seeds take theirs from the caller."""
+
+    @property
+    def method_name(self) -> str:
+        return "lola-reset-free" if self.reset_free else "lola"
 
     def __post_init__(self):
         if self.num_candidates < 2:
             raise FastBFMError("LoLA needs at least 2 candidates for its leave-one-out baseline")
         if self.horizon < 1 or self.episodes < 0 or self.sigma <= 0 or self.lr <= 0 or self.eval_episodes < 1:
             raise FastBFMError("LoLA needs horizon >= 1, episodes >= 0, sigma > 0, lr > 0 and eval_episodes >= 1")
-
-
-def model_discount(model: BFM, default: float = 0.99) -> float:
-    return float(getattr(model, "meta", {}).get("train", {}).get("discount", default))
 
 
 def leave_one_out_gradient(scores: np.ndarray, eps: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -102,7 +103,7 @@ class LoLA(Adapter):
         self.w = prompt.w.clone().expand(config.num_candidates, -1)
         self.mu = torch.nn.Parameter(prompt.z.clone())
         self.optimizer = torch.optim.Adam([self.mu], lr=config.lr)
-        self.gamma = model_discount(model) if config.discount is None else config.discount
+        self.gamma = training_discount(model) if config.discount is None else config.discount
         self.chain_t = 0  # reset-free: time of the ongoing episode
         self.eps = self.z = self.scores = None
 
@@ -149,5 +150,4 @@ def lola_seeds(
     """Independent LoLA runs, one per seed, stepped in lockstep so that all their simulations share one
     batch and one policy call per step. Each run equals a lone run with that seed: its own start states,
     noise and Adam state."""
-    name = f"{'lola-reset-free' if config.reset_free else 'lola'} {task.full_name}"
-    return run_seeds(LoLA, model, task, prompt, config, seeds, progress, name)
+    return run_seeds(LoLA, model, task, prompt, config, seeds, progress, f"{config.method_name} {task.full_name}")

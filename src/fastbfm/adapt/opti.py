@@ -46,7 +46,10 @@ class OptiConfig:
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every step of the method (0) or every this many episodes of budget."""
-    seed: int = 0
+
+    @property
+    def method_name(self) -> str:
+        return f"opti-{self.rule}"
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -133,7 +136,7 @@ class OptimisticInference(Adapter):
 def opti_seeds(model: BFM, task: Task, prompt: TaskPrompt | None, config: OptiConfig, seeds: list[int], progress: bool = False) -> list[AdaptationCurve]:
     """Independent runs, one per seed, in lockstep (one batch of simulations); index 0 of each curve is
     the prior mean's latent (label-free: a draw from the prior, as the mean is zero)."""
-    return run_seeds(OptimisticInference, model, task, prompt, config, seeds, progress, f"opti-{config.rule} {task.full_name}")
+    return run_seeds(OptimisticInference, model, task, prompt, config, seeds, progress, f"{config.method_name} {task.full_name}")
 
 
 def _choose(model: BFM, posterior: LinearPosterior, rng: np.random.Generator, start_obs: np.ndarray, config: OptiConfig) -> torch.Tensor:

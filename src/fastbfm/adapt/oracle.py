@@ -19,7 +19,7 @@ from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import eval_start_states, run_episodes
+from fastbfm.rollout import eval_start_states, run_episodes
 
 
 @dataclass(frozen=True)

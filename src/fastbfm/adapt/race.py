@@ -31,10 +31,10 @@ import torch
 
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
-from fastbfm.adapt.lola import lookahead_scores, model_discount
+from fastbfm.adapt.lola import lookahead_scores
 from fastbfm.adapt.oracle import OracleConfig, candidate_latents
 from fastbfm.adapt.zero_shot import TaskPrompt
-from fastbfm.bfm.protocol import BFM
+from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
@@ -59,7 +59,7 @@ class RaceConfig:
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every stage (0) or every this many episodes of budget."""
-    seed: int = 0
+    method_name = "race"
 
     def __post_init__(self):
         if self.screen < 0:
@@ -81,7 +81,7 @@ class Race(Adapter):
     def __init__(self, model: BFM, prompt: TaskPrompt, config: RaceConfig, seed: int, episode_length: int):
         super().__init__(model, seed, rollouts=config.stages[0][0] * config.stages[0][2], shared_start=False)
         self.config, self.episode_length = config, episode_length
-        self.w, self.gamma = prompt.w.clone(), model_discount(model)
+        self.w, self.gamma = prompt.w.clone(), training_discount(model)
         self.generator = torch.Generator().manual_seed(seed)
         self.incumbent = prompt.z.clone()
         self.latents = self.scores = None
@@ -163,4 +163,4 @@ class Race(Adapter):
 
 def race_seeds(model: BFM, task: Task, prompt: TaskPrompt, config: RaceConfig, seeds: list[int], progress: bool = False) -> list[AdaptationCurve]:
     """Independent races, one per seed, in lockstep (one batch of simulations)."""
-    return run_seeds(Race, model, task, prompt, config, seeds, progress, f"race {task.full_name}")
+    return run_seeds(Race, model, task, prompt, config, seeds, progress, f"{config.method_name} {task.full_name}")

@@ -50,11 +50,10 @@ import torch
 
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
-from fastbfm.adapt.lola import model_discount
 from fastbfm.adapt.online import ReplayBuffer, smoothed
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.nn import mlp, polyak
-from fastbfm.bfm.protocol import BFM
+from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
@@ -88,12 +87,12 @@ class ReLAConfig:
     target_noise: float = 0.2
     noise_clip: float = 0.5
     discount: float | None = None
-    """Default: the model's training discount, else 0.99."""
+    """None: the model's training discount (``model.discount``)."""
     pessimism: float = 0.5
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every step of the method (0) or every this many episodes of budget."""
-    seed: int = 0
+    method_name = "rela"
 
     def __post_init__(self):
         if self.latent not in LATENTS:
@@ -116,7 +115,7 @@ class ReLA(Adapter):
         super().__init__(model, seed, rollouts=1, shared_start=False)
         # a copy: the prompt's tensors come from inference mode and cannot enter autograd
         self.config, self.w, self.horizon = config, prompt.w.clone(), episode_length
-        self.gamma = model_discount(model) if config.discount is None else config.discount
+        self.gamma = training_discount(model) if config.discount is None else config.discount
         self.noise_rng = np.random.default_rng([seed, 11])
         self.generator = torch.Generator().manual_seed(seed)
         capacity = config.episodes * episode_length
@@ -247,4 +246,4 @@ def rela_seeds(
     """Independent ReLA runs, one per seed: episodes of all seeds in one batch of simulations, each
     seed's learning on its own buffer and generator, so that each run equals a lone run with its seed.
     ``curve.z`` is the adapted global latent (``latent="state"``: None, as no single latent is the policy)."""
-    return run_seeds(ReLA, model, task, prompt, config, seeds, progress, f"rela {task.full_name}")
+    return run_seeds(ReLA, model, task, prompt, config, seeds, progress, f"{config.method_name} {task.full_name}")

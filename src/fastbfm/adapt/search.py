@@ -20,9 +20,9 @@ import torch
 
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
-from fastbfm.adapt.lola import lookahead_scores, model_discount
+from fastbfm.adapt.lola import lookahead_scores
 from fastbfm.adapt.zero_shot import TaskPrompt
-from fastbfm.bfm.protocol import BFM
+from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
@@ -46,7 +46,10 @@ class SearchConfig:
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every step of the method (0) or every this many episodes of budget."""
-    seed: int = 0
+
+    @property
+    def method_name(self) -> str:
+        return self.method if self.horizon is None else f"{self.method}-lookahead"
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -94,7 +97,7 @@ class LatentSearch(Adapter):
         self.horizon = episode_length if config.horizon is None else min(config.horizon, episode_length)
         self.z_reward, self.w = prompt.z.clone(), prompt.w.clone().expand(config.population, -1)
         self.optimizer = _optimizer(config, prompt.z.numpy().astype(np.float64), seed)
-        self.gamma = model_discount(model)
+        self.gamma = None if config.horizon is None else training_discount(model)
         self.candidates = self.z = self.fitness = None
 
     def propose(self, start_obs: np.ndarray) -> None:

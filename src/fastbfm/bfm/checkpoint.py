@@ -6,85 +6,34 @@ SHA-256 of every weight file, so a crash mid-save never passes for a good checkp
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fastbfm.errors import FastBFMError
+from fastbfm.io import atomic_write, load_tensors, save_tensors, write_json
+from fastbfm.io import read_json as read_any_json
 
 FORMAT_VERSION = 1
 MODEL_WEIGHTS, MODEL_CONFIG = "model.safetensors", "config.json"
+__all__ = ["atomic_write", "load_tensors", "save_tensors", "write_json", "read_json", "save_model", "load_model"]
 WEIGHT_DTYPES = ("float32", "float16", "int8")
 """Storage of a model's matrices: ``int8`` keeps one float32 scale per row (the last axis), a quarter of
 float32's size; vectors (biases, norms, input normalisation) stay float32. Loading restores float32."""
 INT8_SCALE = ".int8_scale"
 
 
-def atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json(path: Path, data: dict) -> None:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-
-    atomic_write(Path(path), write)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp))
-    return _sha256(Path(path))
-
-
-def load_tensors(path: Path, sha256: str | None) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise FastBFMError(f"missing checkpoint file: {path}")
-    if sha256 is not None and _sha256(path) != sha256:
-        raise FastBFMError(f"corrupt checkpoint: {path} does not match the checksum in its config")
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise FastBFMError(f"corrupt checkpoint {path}: {e}") from e
-
-
-def read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise FastBFMError(f"missing checkpoint file: {path}")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FastBFMError(f"corrupt checkpoint config {path}: {e}") from e
+def _checkpoint_config(data, path: Path) -> dict:
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         raise FastBFMError(f"unsupported checkpoint config {path}: expected format_version {FORMAT_VERSION}")
     return data
+
+
+def read_json(path: Path) -> dict:
+    """A checkpoint's JSON (``config.json``, the trainer state), with its format version checked."""
+    return read_any_json(path, _checkpoint_config, what="checkpoint config")
 
 
 def compress_weights(tensors: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
@@ -135,29 +84,14 @@ def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None
     return folder
 
 
-def _looks_like_metamotivo(folder: Path) -> bool:
-    """A Meta Motivo folder: weights under model/, or a config.json with their 'archi' and no format_version."""
-    if (folder / "model" / MODEL_WEIGHTS).is_file():
-        return True
-    try:
-        with open(folder / MODEL_CONFIG) as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return False
-    return isinstance(data, dict) and "format_version" not in data and "archi" in data
-
-
 def load_model(folder: str | Path) -> nn.Module:
-    """Rebuild a BFM from ``config.json`` and load ``model.safetensors``, checking checksum and shapes."""
+    """Rebuild a BFM from a fastbfm checkpoint folder's ``config.json`` and ``model.safetensors``, checking
+    checksum and shapes. (Any model by name or format, Meta Motivo's included: :func:`fastbfm.models.load_model`.)"""
     from fastbfm.bfm.algorithms import ALGORITHMS, build_model
 
     folder = Path(folder)
     if not folder.is_dir():
         raise FastBFMError(f"checkpoint not found: {folder}")
-    if _looks_like_metamotivo(folder):
-        from fastbfm.interop.metamotivo import load_metamotivo
-
-        return load_metamotivo(folder)
     config = read_json(folder / MODEL_CONFIG)
     algorithm = config.get("algorithm")
     if algorithm not in ALGORITHMS:
@@ -176,6 +110,8 @@ def load_model(folder: str | Path) -> nn.Module:
         first = str(e).strip().splitlines()
         raise FastBFMError(f"corrupt checkpoint {folder}: weights do not match the config ({first[0]})") from e
     model.meta = config.get("meta", {})
+    discount = model.meta.get("train", {}).get("discount") if isinstance(model.meta.get("train"), dict) else None
+    model.discount = None if discount is None else float(discount)
     return model
 
 

@@ -16,6 +16,10 @@ class BFM(Protocol):
     z_dim: int
     obs_dim: int
     action_dim: int
+    discount: float | None
+    """The discount the model was trained with: its successor features are sums discounted by it, so
+    methods that bootstrap with them (LoLA, ReLA, fine-tuning, the race) use it. None: not known (a Meta
+    Motivo checkpoint loaded without one); those methods then refuse the model (:func:`training_discount`)."""
 
     def act(self, obs: torch.Tensor, z: torch.Tensor, mean: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
         """Action of the latent-conditioned policy: (N, obs_dim), (N, z_dim) -> (N, action_dim)."""
@@ -42,7 +46,14 @@ class BFM(Protocol):
         """Map any vector onto the latent space (the sphere of radius sqrt(z_dim))."""
 
 
-class ForwardBackwardInference:
+class LatentSampling:
+    """Random latents: ``project`` of standard normal draws (uniform on the sphere when ``project`` normalises)."""
+
+    def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.project(torch.randn(n, self.z_dim, generator=generator))
+
+
+class ForwardBackwardInference(LatentSampling):
     """The protocol methods shared by every forward-backward model, given its ``B``, ``F`` and ``project``
     (fastbfm's FB, Meta Motivo's FB / FB-CPR): features are B, successor features are F."""
 
@@ -61,8 +72,16 @@ class ForwardBackwardInference:
     def infer_from_goal(self, goal):
         return self.project(self.B(goal.reshape(-1, self.obs_dim))).reshape(*goal.shape[:-1], self.z_dim)
 
-    def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.project(torch.randn(n, self.z_dim, generator=generator))
+
+def training_discount(model: BFM) -> float:
+    """``model.discount``, or a one-line error when the model does not know it."""
+    discount = getattr(model, "discount", None)
+    if discount is None:
+        raise FastBFMError(
+            f"the model ({type(model).__name__}) records no training discount, which adaptation bootstraps with: "
+            "load it with the discount it was trained with (CLI: --discount; Python: load_model(..., discount=...))"
+        )
+    return float(discount)
 
 
 def check_reward_samples(next_obs: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
@@ -79,10 +98,14 @@ def check_reward_embedding(w: torch.Tensor) -> torch.Tensor:
     return w
 
 
-class NormalizedLatentPolicy:
+class NormalizedLatentPolicy(LatentSampling):
     """What fastbfm's own models share: fixed per-dimension input normalisation from the training data
     (buffers ``obs_mean``, ``obs_std``, saved with the weights), a tanh actor ``self.actor`` with
     TD3-style clipped noise, and latents on the sqrt(d) sphere."""
+
+    discount: float | None = None
+    """Set by the trainer and by :func:`~fastbfm.bfm.checkpoint.load_model` (from the checkpoint's
+    ``meta.train.discount``)."""
 
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.obs_mean.copy_(mean)
@@ -105,6 +128,3 @@ class NormalizedLatentPolicy:
 
     def project(self, z):
         return project_to_sphere(z)
-
-    def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.project(torch.randn(n, self.z_dim, generator=generator))

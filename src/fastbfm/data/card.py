@@ -16,10 +16,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fastbfm.bfm.checkpoint import atomic_write  # noqa: E402
 from fastbfm.data.dataset import TransitionDataset  # noqa: E402
 from fastbfm.data.relabel import relabel  # noqa: E402
 from fastbfm.envs.registry import get_domain  # noqa: E402
+from fastbfm.io import atomic_write, write_text  # noqa: E402
 
 CARD, PLOT = "DATASET_CARD.md", "coverage.png"
 
@@ -42,18 +42,11 @@ def coverage(dataset: TransitionDataset, domain_name: str, samples: int = 20_000
     for task in domain.tasks.values():
         r = relabel(task, dataset.next_physics[idx], dataset.action[idx])
         stats["tasks"][task.full_name] = {"mean": float(r.mean()), "above_half": float((r > 0.5).mean()), "max": float(r.max())}
-    if domain_name == "point_mass_maze":
-        from fastbfm.data.collect import room_fractions
-
-        stats["room_fractions"] = room_fractions(dataset.next_obs)
-    if domain_name == "quadruped":
-        from fastbfm.envs.quadruped import orientation_fractions, righted_fraction
-
-        stats["orientation_fractions"] = orientation_fractions(dataset.next_obs[idx])
-        if dataset.episode_end is not None:
-            starts = np.concatenate([[0], np.unique(dataset.episode_end)[:-1]])
-            down, righted = righted_fraction(dataset.obs, dataset.next_obs, starts)
-            stats["righting"] = {"episodes_starting_upside_down": down, "share_reaching_upright": righted}
+    if domain.partition is not None:
+        stats[f"{domain.partition.name}_fractions"] = domain.partition.shares(dataset.next_obs)
+    if domain.dataset_notes is not None and dataset.episode_end is not None:
+        starts = np.concatenate([[0], np.unique(dataset.episode_end)[:-1]])
+        stats["notes"] = domain.dataset_notes(dataset.obs, dataset.next_obs, starts)
     return stats, features
 
 
@@ -79,14 +72,10 @@ def write_dataset_card(folder: str | Path, dataset: TransitionDataset, domain_na
     lines += ["", f"![coverage]({PLOT})", "", "## Task rewards on relabelled samples", ""]
     lines += ["| task | mean reward | fraction > 0.5 | max |", "|---|---|---|---|"]
     lines += [f"| {t} | {v['mean']:.3f} | {v['above_half']:.3f} | {v['max']:.3f} |" for t, v in stats["tasks"].items()]
-    if "room_fractions" in stats:
-        lines += ["", "States per room: " + ", ".join(f"{k} {v:.2f}" for k, v in stats["room_fractions"].items())]
-    if "orientation_fractions" in stats:
-        lines += ["", "States per torso orientation: " + ", ".join(f"{k} {v:.3f}" for k, v in stats["orientation_fractions"].items())]
-    if "righting" in stats:
-        r = stats["righting"]
-        steps = stats["transitions"] / max(stats["episodes"], 1)
-        lines += ["", f"Of {r['episodes_starting_upside_down']} stored episodes that start upside down, "
-                  f"{r['share_reaching_upright']:.2%} reach upright (zz > 0.9) within their {steps:.0f} steps."]
-    atomic_write(folder / CARD, lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
+    if domain.partition is not None:
+        shares = stats[f"{domain.partition.name}_fractions"]
+        lines += ["", f"States per {domain.partition.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in shares.items())]
+    if stats.get("notes"):
+        lines += ["", *stats["notes"]]
+    write_text(folder / CARD, "\n".join(lines) + "\n")
     return stats

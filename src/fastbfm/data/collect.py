@@ -17,10 +17,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fastbfm.data.dataset import TMP_PREFIX, read_episode, write_episode
-from fastbfm.data.manifest import array_specs, check_episode, read_manifest, sha256_file, write_manifest
+from fastbfm.data.manifest import array_specs, check_episode, read_manifest, write_manifest
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Domain, get_domain
 from fastbfm.errors import FastBFMError
+from fastbfm.io import sha256_file
 
 
 @dataclass(frozen=True)
@@ -222,9 +223,3 @@ class _Posture:
         error = self.target - self.fields.qpos[:, self.qpos]
         return np.clip(gain * error - 0.1 * gain * self.fields.qvel[:, self.qvel], -1, 1)
 
-
-def room_fractions(obs: np.ndarray) -> dict[str, float]:
-    from fastbfm.envs.point_mass_maze import ROOMS, room_of
-
-    rooms = room_of(obs[:, :2])
-    return {name: float((rooms == i).mean()) for i, name in enumerate(ROOMS)}

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastbfm.data.manifest import check_episode, check_manifest, read_manifest, sha256_bytes, verify_requested
+from fastbfm.data.manifest import check_episode, check_manifest, read_manifest, verify_requested
 from fastbfm.errors import FastBFMError
+from fastbfm.io import sha256_bytes
 
 EPISODE_KEYS = ("observation", "action", "reward", "discount", "physics")
 TMP_PREFIX = ".episode-"  # a killed write leaves only such files, which resuming removes

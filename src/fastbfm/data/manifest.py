@@ -10,28 +10,18 @@ on request (``load_dataset(verify=True)`` or ``FASTBFM_VERIFY_DATA=1``). Folders
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from fastbfm.errors import FastBFMError
+from fastbfm.io import read_json, write_json
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 ARRAYS = ("observation", "action", "physics")
 VERIFY_ENV = "FASTBFM_VERIFY_DATA"
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return sha256_bytes(f.read())
 
 
 def verify_requested(verify: bool | None) -> bool:
@@ -68,10 +58,7 @@ def read_manifest(folder: Path) -> dict | None:
     path = folder / MANIFEST
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FastBFMError(f"corrupt dataset manifest {path}: {e}") from e
+    data = read_json(path, what="dataset manifest")
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         raise FastBFMError(f"unsupported dataset manifest {path}: expected format_version {FORMAT_VERSION}")
     if data.get("complete") and not isinstance(data.get("files"), dict):
@@ -99,8 +86,6 @@ def episode_names(folder: Path) -> list[Path]:
 
 def write_manifest(folder: Path, config: dict, files: dict[str, dict] | None = None, specs: dict | None = None) -> None:
     """Atomically (re)write the manifest: ``files`` None marks a collection in progress."""
-    from fastbfm.bfm.checkpoint import write_json
-
     data = {"format_version": FORMAT_VERSION, "kind": "fastbfm episodes", "complete": files is not None, "config": config}
     if files is not None:
         data.update(

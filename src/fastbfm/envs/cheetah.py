@@ -12,7 +12,7 @@ from dm_control.suite import cheetah as dm_cheetah
 from dm_control.utils import rewards
 
 from fastbfm.envs.registry import Domain, Fields, Task, register_domain
-from fastbfm.envs.suite_domains import dm_reset_sampler
+from fastbfm.envs.suite_domains import LOCOMOTION_RECIPE, dm_reset_sampler
 
 WALK_SPEED, RUN_SPEED = 2.0, 10.0
 
@@ -83,6 +83,8 @@ DOMAIN = register_domain(
         exploration_names=("forward velocity", "torso pitch", "torso height"),
         bound_fields=("sensordata",),
         description="dm_control half-cheetah: joint positions (without x) and velocities; 6 torques",
+        collect_recipe=LOCOMOTION_RECIPE,
+        camera="side",  # dm_control's tracking side view
         tasks={
             "walk": Task("cheetah", "walk", speed_reward(WALK_SPEED, 1), "forward at 2 m/s", reference=_custom(WALK_SPEED, 1)),
             "run": Task("cheetah", "run", speed_reward(RUN_SPEED, 1), "dm_control cheetah run (10 m/s)", reference=_base),

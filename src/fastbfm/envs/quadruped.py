@@ -14,8 +14,8 @@ from dm_control.suite import common
 from dm_control.suite import quadruped as dm_quadruped
 from dm_control.utils import rewards
 
-from fastbfm.envs.registry import Domain, Fields, Task, register_domain
-from fastbfm.envs.suite_domains import dm_reset_sampler, sensor_indices, sensor_slice
+from fastbfm.envs.registry import Domain, Fields, StatePartition, Task, register_domain
+from fastbfm.envs.suite_domains import LOCOMOTION_RECIPE, dm_reset_sampler, sensor_indices, sensor_slice
 
 WALK_SPEED, RUN_SPEED, JUMP_HEIGHT = 0.5, 5.0, 1.0
 FLOOR_SIZE = 20 * RUN_SPEED
@@ -92,6 +92,12 @@ def righted_fraction(obs: np.ndarray, next_obs: np.ndarray, episode_starts: np.n
     return int(down.sum()), float(reached[down].mean()) if down.any() else 0.0
 
 
+def righting_notes(obs: np.ndarray, next_obs: np.ndarray, episode_starts: np.ndarray) -> list[str]:
+    down, share = righted_fraction(obs, next_obs, episode_starts)
+    steps = len(obs) / max(len(episode_starts), 1)
+    return [f"Of {down} stored episodes that start upside down (zz < -0.5), {share:.2%} reach upright (zz > 0.9) within their {steps:.0f} steps."]
+
+
 def _upright_reference(physics) -> float:
     return rewards.tolerance(physics.torso_upright(), bounds=(1.0, float("inf")), sigmoid="linear", margin=2.0, value_at_margin=0)
 
@@ -143,6 +149,11 @@ DOMAIN = register_domain(
         exploration_names=("torso upright", "forward velocity", "lateral velocity"),
         bound_fields=("xmat", "sensordata"),
         description="dm_control quadruped: joint state, actuator activations, torso velocity and upright, IMU, toe forces",
+        # its actuators are position servos: held random actions already are random postures
+        collect_recipe={**LOCOMOTION_RECIPE, "posture_prob": 0.0},
+        camera="y",  # keeps the body in view
+        partition=StatePartition("torso orientation", orientation_fractions),
+        dataset_notes=righting_notes,
         tasks={
             "stand": Task("quadruped", "stand", upright, "stay upright", reference=StandTask),
             "walk": Task("quadruped", "walk", move_reward(WALK_SPEED), "dm_control quadruped walk (0.5 m/s)", reference=_move(WALK_SPEED)),

@@ -6,8 +6,10 @@ written by the user (see :func:`fastbfm.envs.user_task`), e.g. ``walker:my_rewar
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
+import pkgutil
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
@@ -74,8 +76,22 @@ class Task:
 
 
 @dataclass(frozen=True)
+class StatePartition:
+    """A partition of a domain's states that dataset and model cards report shares of (the maze's rooms)."""
+
+    name: str
+    """What one part is called, e.g. ``room``."""
+    shares: Callable[[np.ndarray], dict[str, float]]
+    """Observations (N, obs_dim) -> the share of them in each part, by part name."""
+
+
+@dataclass(frozen=True)
 class Domain:
-    """A MuJoCo model plus how to observe it, where episodes start and how to explore it."""
+    """A MuJoCo model plus how to observe it, where episodes start, how to explore it, and how to show it.
+
+    Everything fastbfm knows of a domain is here: a new domain is one module of ``fastbfm.envs`` that
+    calls :func:`register_domain` (plus its model file), found by the registry on first use.
+    """
 
     name: str
     observation_dim: int
@@ -100,6 +116,16 @@ class Domain:
     """MuJoCo data fields that observations and built-in rewards read (bound once in a batch)."""
     tasks: dict[str, Task] = field(default_factory=dict)
     description: str = ""
+    collect_recipe: dict[str, Any] = field(default_factory=dict)
+    """The default exploration recipe: fields of ``fastbfm.data.collect.CollectConfig`` (the shipped
+    models were trained on data collected with it)."""
+    camera: str | int = 0
+    """The MuJoCo camera (name or index) that keeps the body in view in videos."""
+    partition: StatePartition | None = None
+    """Optional shares of states that dataset and model cards report."""
+    dataset_notes: Callable[[np.ndarray, np.ndarray, np.ndarray], list[str]] | None = None
+    """Optional ``(obs, next_obs, episode_starts) -> lines`` that the dataset card adds: what the domain's
+    tasks need from the data beyond the features (e.g. whether the quadruped's episodes right themselves)."""
 
     def task(self, name: str) -> Task:
         if name not in self.tasks:
@@ -113,7 +139,8 @@ class Domain:
 
 
 _DOMAINS: dict[str, Domain] = {}
-_BUILTIN = ("point_mass_maze", "walker", "cheetah", "quadruped")
+_SUPPORT_MODULES = ("batch", "dmc", "registry", "suite_domains")
+"""Modules of ``fastbfm.envs`` that are not domains."""
 
 
 def register_domain(domain: Domain) -> Domain:
@@ -202,8 +229,11 @@ def list_tasks(domain: str | None = None) -> list[str]:
     return [t.full_name for d in names for t in get_domain(d).tasks.values()]
 
 
+@functools.lru_cache(maxsize=1)
 def _ensure_builtin_domains() -> None:
-    # Importing a domain module registers it; done lazily so the registry has no import cycle.
-    for name in _BUILTIN:
-        if name not in _DOMAINS:
-            importlib.import_module(f"fastbfm.envs.{name}")
+    # Importing a domain module registers it; done lazily (once) so the registry has no import cycle.
+    import fastbfm.envs
+
+    for module in pkgutil.iter_modules(fastbfm.envs.__path__):
+        if module.name not in _SUPPORT_MODULES:
+            importlib.import_module(f"fastbfm.envs.{module.name}")

@@ -12,7 +12,7 @@ from dm_control.suite import walker as dm_walker
 from dm_control.utils import rewards
 
 from fastbfm.envs.registry import Domain, Fields, Task, register_domain
-from fastbfm.envs.suite_domains import dm_reset_sampler
+from fastbfm.envs.suite_domains import LOCOMOTION_RECIPE, dm_reset_sampler
 
 STAND_HEIGHT = 1.2
 WALK_SPEED, RUN_SPEED, SPIN_SPEED = 1.0, 8.0, 5.0
@@ -103,6 +103,8 @@ DOMAIN = register_domain(
         exploration_names=("torso height", "forward velocity", "torso pitch xz"),
         bound_fields=("xpos", "xmat", "sensordata", "subtree_angmom"),
         description="dm_control planar walker: body orientations, torso height, joint velocities; 6 torques",
+        collect_recipe=LOCOMOTION_RECIPE,
+        camera="side",  # dm_control's tracking side view
         tasks={
             "stand": Task("walker", "stand", stand_reward, "dm_control walker stand", reference=_walker(0.0)),
             "walk": Task("walker", "walk", move_reward(WALK_SPEED), "dm_control walker walk (1 m/s)", reference=_walker(WALK_SPEED)),

@@ -6,66 +6,15 @@ from dataclasses import asdict
 
 import numpy as np
 
-from fastbfm.adapt.adapter import Adapter, run_seeds
+from fastbfm.adapt.adapter import run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
-from fastbfm.adapt.finetune import Finetune, FinetuneConfig
-from fastbfm.adapt.lola import LoLA, LoLAConfig
-from fastbfm.adapt.opti import OptiConfig, OptimisticInference
-from fastbfm.adapt.race import Race, RaceConfig
-from fastbfm.adapt.rela import ReLA, ReLAConfig
-from fastbfm.adapt.search import LatentSearch, SearchConfig
-from fastbfm.adapt.zero_shot import TaskPrompt, infer_goal, infer_task
+from fastbfm.adapt.methods import method_of
+from fastbfm.adapt.zero_shot import infer_goal, infer_task
 from fastbfm.bfm.protocol import BFM
 from fastbfm.data.dataset import TransitionDataset
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import evaluate_latent, random_policy_returns
-
-METHOD_LABELS = {
-    "lola": "LoLA",
-    "lola-reset-free": "LoLA (reset-free)",
-    "rela": "ReLA",
-    "finetune": "Fine-tuning",
-    "cmaes": "CMA-ES",
-    "cmaes-lookahead": "CMA-ES + lookahead",
-    "cem": "CEM",
-    "opti-thompson": "OpTI-TS",
-    "opti-ucb": "OpTI-UCB",
-    "race": "Race",
-}
-AdaptConfig = LoLAConfig | SearchConfig | OptiConfig | ReLAConfig | FinetuneConfig | RaceConfig
-ADAPTERS: dict[type, type[Adapter]] = {
-    LoLAConfig: LoLA,
-    SearchConfig: LatentSearch,
-    OptiConfig: OptimisticInference,
-    ReLAConfig: ReLA,
-    FinetuneConfig: Finetune,
-    RaceConfig: Race,
-}
-
-
-def make_adapter(model: BFM, task: Task, prompt: TaskPrompt | None, config: AdaptConfig, seed: int) -> Adapter:
-    """The adapter of ``config``'s method: one run with ``seed`` on ``task`` (see ``fastbfm.adapt.adapter``)."""
-    return ADAPTERS[type(config)](model, prompt, config, seed, get_domain(task.domain).episode_length)
-
-
-def method_name(config: AdaptConfig) -> str:
-    if isinstance(config, SearchConfig):
-        return config.method if config.horizon is None else f"{config.method}-lookahead"
-    if isinstance(config, OptiConfig):
-        return f"opti-{config.rule}"
-    if isinstance(config, ReLAConfig):
-        return "rela"
-    if isinstance(config, FinetuneConfig):
-        return "finetune"
-    if isinstance(config, RaceConfig):
-        return "race"
-    return "lola-reset-free" if config.reset_free else "lola"
-
-
-def needs_labels(config: AdaptConfig) -> bool:
-    """Whether the method starts from the zero-shot latent of labelled samples."""
-    return not isinstance(config, OptiConfig) or config.warm_start
+from fastbfm.rollout import evaluate_latent, random_policy_returns
 
 
 def check_compatible(model: BFM, task: Task) -> None:
@@ -117,26 +66,26 @@ def adapt(
     model: BFM,
     task: Task,
     dataset: TransitionDataset | None,
-    config: AdaptConfig,
+    config,
     seeds: list[int],
     num_samples: int = 50_000,
     progress: bool = False,
 ) -> dict:
-    """An adaptation method (LoLA, ReLA, fine-tuning, CMA-ES / CEM latent search, optimistic task inference), once per
-    seed; the summary pairs each seed's curve with its own start: the zero-shot latent of labelled
+    """The adaptation method of ``config`` (see :mod:`fastbfm.adapt.methods`), once per seed; the summary pairs each seed's curve with its own start: the zero-shot latent of labelled
     samples, or for label-free task inference a draw from its prior."""
     check_compatible(model, task)
     if not seeds:
         raise FastBFMError("adaptation needs at least one seed")
-    prompt = infer_task(model, task, dataset, num_samples, seed=0) if needs_labels(config) else None
-    name = f"{method_name(config)} {task.full_name}"
-    curves: list[AdaptationCurve] = run_seeds(ADAPTERS[type(config)], model, task, prompt, config, seeds, progress, name)
+    method = method_of(config)
+    prompt = infer_task(model, task, dataset, num_samples, seed=0) if method.labels_needed(config) else None
+    name = f"{method.name} {task.full_name}"
+    curves: list[AdaptationCurve] = run_seeds(method.adapter, model, task, prompt, config, seeds, progress, name)
     returns = np.array([c.returns for c in curves])
     zs, final = returns[:, 0].mean(), returns[:, -1].mean()
     lowest = returns.mean(0).min()
     return {
         "task": task.full_name,
-        "method": method_name(config),
+        "method": method.name,
         "start": "zero-shot" if prompt is not None else "prior draw (label-free)",
         "seeds": seeds,
         "zero_shot": float(zs),

@@ -11,7 +11,6 @@ Cells run on a local process pool, or as Ray tasks on a cluster given its addres
 from __future__ import annotations
 
 import functools
-import json
 import multiprocessing
 import os
 import threading
@@ -22,12 +21,17 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from fastbfm.bfm.checkpoint import write_json
+from fastbfm.adapt import methods as registry
+from fastbfm.adapt.methods import ORACLE, ZERO_SHOT, MethodOptions
 from fastbfm.errors import FastBFMError
-from fastbfm.report.run import write_csv
+from fastbfm.io import read_json, write_csv, write_json
 
-GRID_METHODS = ("zero-shot", "lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "opti-thompson", "opti-ucb", "race", "oracle")
-"""``oracle`` is the headroom yardstick (``fastbfm headroom``): the best of 256 latents on the seed's evaluation episodes."""
+
+def grid_methods() -> list[str]:
+    """The registered methods and the two yardsticks: ``zero-shot``, and ``oracle`` (``fastbfm headroom``:
+    the best of 256 latents on the seed's evaluation episodes)."""
+    return [ZERO_SHOT, *registry.names(), ORACLE]
+
 TIDY_COLUMNS = ("model", "task", "method", "seed", "budget_episodes", "episodes", "return", "compute_s_per_episode", "sim_s_per_episode")
 
 
@@ -46,43 +50,20 @@ class GridCell:
 
 def method_config(method: str, episodes: int, eval_episodes: int, eval_every: float = 0.0):
     """The default config of an adaptation method with the grid's budget and evaluation schedule."""
-    from fastbfm.adapt.finetune import FinetuneConfig
-    from fastbfm.adapt.lola import LoLAConfig
-    from fastbfm.adapt.opti import OptiConfig
-    from fastbfm.adapt.race import RaceConfig
-    from fastbfm.adapt.rela import ReLAConfig
-    from fastbfm.adapt.search import SearchConfig
-
-    budget = dict(episodes=episodes, eval_episodes=eval_episodes, eval_every=eval_every)
-    builders = {
-        "lola": lambda: LoLAConfig(**budget),
-        "lola-reset-free": lambda: LoLAConfig(**budget, reset_free=True),
-        "rela": lambda: ReLAConfig(**budget),
-        "finetune": lambda: FinetuneConfig(**budget),
-        "cmaes": lambda: SearchConfig(method="cmaes", **budget),
-        "cmaes-lookahead": lambda: SearchConfig(method="cmaes", horizon=LoLAConfig.horizon, **budget),
-        "cem": lambda: SearchConfig(method="cem", **budget),
-        "opti-thompson": lambda: OptiConfig(rule="thompson", **budget),
-        "opti-ucb": lambda: OptiConfig(rule="ucb", **budget),
-        "race": lambda: RaceConfig(**budget),
-    }
-    if method not in builders:
-        raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(GRID_METHODS)}")
-    return builders[method]()
+    return registry.get_method(method).build(MethodOptions(episodes=episodes, eval_episodes=eval_episodes, eval_every=eval_every))
 
 
 def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: list[int]) -> list[GridCell]:
     """Every (model, task, method, seed) whose task is in the model's domain; checks names up front."""
-    from fastbfm.bfm.checkpoint import read_json
     from fastbfm.envs import get_task
-    from fastbfm.zoo import resolve_model
+    from fastbfm.models import model_domain
 
     for method in methods:
-        if method not in GRID_METHODS:
-            raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(GRID_METHODS)}")
+        if method not in grid_methods():
+            raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(grid_methods())}")
     if not (models and tasks and methods and seeds):
         raise FastBFMError("a grid needs at least one model, task, method and seed")
-    domains = {m: read_json(resolve_model(m) / "config.json").get("meta", {}).get("domain") for m in models}
+    domains = {m: model_domain(m) for m in models}
     cells = [
         GridCell(m, get_task(t).full_name, method, s)
         for m in models
@@ -96,24 +77,27 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
     return cells
 
 
-def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: float = 0.0) -> dict:
+def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: float = 0.0, plugins: tuple = (),
+             discount: float | None = None) -> dict:
     """Run one cell in this process; returns what its JSON file holds (the caller writes it, so Ray
-    workers need no shared filesystem)."""
+    workers need no shared filesystem). ``plugins``: the methods the caller registered at run time;
+    ``discount``: for models that record none (Meta Motivo's)."""
     import torch
 
-    from fastbfm.bfm.checkpoint import load_model
     from fastbfm.envs import get_task
     from fastbfm.evaluate.experiments import adapt, zero_shot
-    from fastbfm.zoo import resolve_model
+    from fastbfm.models import load_model
 
     torch.set_num_threads(1)
-    model = load_model(resolve_model(cell.model))
+    for method in plugins:
+        registry.register(method)
+    model = load_model(cell.model, discount=discount)
     task = get_task(cell.task)
     dataset = _domain_dataset(task.domain)
-    if cell.method == "zero-shot":
+    if cell.method == ZERO_SHOT:
         row = zero_shot(model, [task], dataset, episodes=eval_episodes, seed=cell.seed)[0]
         result = _point_result(cell, row["zero_shot"], row["zero_shot"])
-    elif cell.method == "oracle":
+    elif cell.method == ORACLE:
         from fastbfm.adapt.oracle import OracleConfig, headroom
         from fastbfm.adapt.zero_shot import infer_task
 
@@ -127,9 +111,9 @@ def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: floa
 @functools.lru_cache(maxsize=1)
 def _domain_dataset(domain: str):
     """A worker keeps the last domain's dataset: cells come grouped by model, and loading one takes a minute."""
-    from fastbfm.data import ensure_dataset
+    from fastbfm.data import load_default_dataset
 
-    return ensure_dataset(domain, progress=False)
+    return load_default_dataset(domain)
 
 
 def _point_result(cell: GridCell, zero_shot: float, value: float) -> dict:
@@ -186,33 +170,53 @@ def run_grid(
     workers: int = 2,
     ray_address: str | None = None,
     progress: bool = True,
+    discount: float | None = None,
 ) -> dict:
+    """``discount``: the training discount of models that record none (Meta Motivo's)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FastBFMError(f"--out {out} is a file, not a folder")
     cells = grid_cells(models, tasks, methods, seeds)
-    _check_budget(out, {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every})
+    _check_discounts(models, methods, discount)
+    budget = {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every}
+    _check_budget(out, budget if discount is None else {**budget, "discount": discount})
     (out / "cells").mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells if not (out / "cells" / c.file_name).is_file()]
+    if todo and not ray_address:  # the workers only load the datasets: collecting one is said here, once
+        from fastbfm.data import collect_default_dataset
+        from fastbfm.envs import get_task
+
+        for domain in sorted({get_task(c.task).domain for c in todo}):
+            collect_default_dataset(domain, progress=progress)
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="grid", unit="cell", disable=not progress)
     if todo and ray_address:
-        _run_on_ray(todo, (episodes, eval_episodes, eval_every), out, ray_address, bar)
+        _run_on_ray(todo, (episodes, eval_episodes, eval_every, registry.plugins(), discount), out, ray_address, bar)
     elif todo:
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MuJoCo state
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(run_cell, c, episodes, eval_episodes, eval_every): c for c in todo}
+            futures = {pool.submit(run_cell, c, episodes, eval_episodes, eval_every, registry.plugins(), discount): c for c in todo}
             for future in as_completed(futures):
                 write_json(out / "cells" / futures[future].file_name, future.result())
                 bar.update(1)
     bar.close()
     # every cell of the folder, not only this run's: a rerun that names fewer methods keeps the others' rows
-    done = [json.loads(path.read_text()) for path in sorted((out / "cells").glob("*.json"))]
+    done = [read_json(path, what="grid cell") for path in sorted((out / "cells").glob("*.json"))]
     write_csv(out / "results.csv", TIDY_COLUMNS, _tidy_rows(done))
     results = _merge_seeds(done)
     in_folder = list(dict.fromkeys([*models, *sorted({c["cell"]["model"] for c in done})]))
     payload = {"model": in_folder[0] if len(in_folder) == 1 else None, "models": in_folder, "budget_episodes": episodes, "results": results}
     write_json(out / "results.json", {"format_version": 1, **payload})
     return {"out": str(out), "cells": len(cells), "ran": len(todo), "results": results}
+
+
+def _check_discounts(models: list[str], methods: list[str], discount: float | None) -> None:
+    """Up front, not in a worker an hour later: every model loads with ``discount``, and has one if a method adapts."""
+    from fastbfm.models import load_model
+
+    adapting = any(m in registry.METHODS for m in methods)
+    for name in models:
+        if load_model(name, discount=discount).discount is None and adapting:
+            raise FastBFMError(f"{name} records no training discount, which adaptation bootstraps with: give --discount")
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -231,7 +235,7 @@ def _check_budget(out: Path, budget: dict) -> None:
     """A grid folder holds cells of one budget: resuming with another would mix incomparable curves."""
     path = out / "grid.json"
     if path.is_file():
-        kept = json.loads(path.read_text())
+        kept = read_json(path, what="grid budget")
         if kept != budget:
             raise FastBFMError(f"{out} holds a grid with budget {kept}; this run asks for {budget}: use another --out")
     else:

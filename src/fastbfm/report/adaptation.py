@@ -19,17 +19,27 @@ the curves beside it. Definitions (also printed in the report):
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fastbfm.adapt.methods import METHODS, ORACLE, ZERO_SHOT, label
 from fastbfm.errors import FastBFMError
+from fastbfm.io import read_csv, write_text
 
 BUDGETS = (10, 20, 50)
-ORDER = ("lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "race", "opti-ucb", "opti-thompson")
-STARTS_AT_ZERO_SHOT = ("lola", "lola-reset-free", "rela", "finetune", "cmaes", "cmaes-lookahead", "cem", "race")
+
+
+def method_order(found: set[str]) -> list[str]:
+    """The methods of the grids in the registry's order; a method the registry does not hold (a grid of
+    another version, a method registered elsewhere) follows, by name, rather than being dropped."""
+    found = found - {ZERO_SHOT, ORACLE}
+    return [m for m in METHODS if m in found] + sorted(found - set(METHODS))
+
+
+def starts_at_zero_shot(method: str) -> bool:
+    return method in METHODS and METHODS[method].starts_at_zero_shot
 
 
 @dataclass(frozen=True)
@@ -40,21 +50,22 @@ class Thresholds:
     """Tasks where the oracle beats zero-shot by less are left out of the headroom share."""
 
 
+def _grid_rows(rows: list[dict], path: Path) -> list[dict]:
+    if rows and "budget_episodes" not in rows[0]:
+        raise FastBFMError(f"{path} predates the budget column: rerun its `fastbfm grid` command to rewrite the tables")
+    return [{**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "return": float(row["return"]),
+             "compute_s_per_episode": float(row["compute_s_per_episode"] or 0),
+             "sim_s_per_episode": float(row.get("sim_s_per_episode") or 0),
+             "budget_episodes": float(row["budget_episodes"])} for row in rows]
+
+
 def load_rows(grids: list[Path]) -> list[dict]:
     rows = []
     for grid in grids:
         path = Path(grid) / "results.csv"
         if not path.is_file():
             raise FastBFMError(f"{grid} has no results.csv: run (or finish) `fastbfm grid --out {grid}` first")
-        with path.open(newline="") as f:
-            reader = csv.DictReader(f)
-            if "budget_episodes" not in (reader.fieldnames or []):
-                raise FastBFMError(f"{path} predates the budget column: rerun its `fastbfm grid` command to rewrite the tables")
-            for row in reader:
-                rows.append({**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "return": float(row["return"]),
-                             "compute_s_per_episode": float(row["compute_s_per_episode"] or 0),
-                             "sim_s_per_episode": float(row.get("sim_s_per_episode") or 0),
-                             "budget_episodes": float(row["budget_episodes"])})
+        rows += read_csv(path, _grid_rows, what="grid results")
     if not rows:
         raise FastBFMError("the grids hold no results")
     return rows
@@ -84,16 +95,16 @@ def summarize(rows: list[dict], thresholds: Thresholds = Thresholds()) -> dict:
     zero_shot: dict[tuple, float] = {}
     oracle: dict[tuple, float] = {}
     for (model, task, method, seed), c in curves.items():
-        if method == "oracle":
+        if method == ORACLE:
             oracle[(model, task, seed)] = c["returns"][0]
     # one reference per (model, task, seed), from the first method in this order that has it: all of them
     # evaluate z_r itself on the seed's episodes, so they agree but for floating-point rounding
-    for preferred in ("zero-shot", *STARTS_AT_ZERO_SHOT):
+    for preferred in (ZERO_SHOT, *(m for m in METHODS if starts_at_zero_shot(m))):
         for (model, task, method, seed), c in curves.items():
             if method == preferred:
                 zero_shot.setdefault((model, task, seed), c["returns"][0])
 
-    methods = [m for m in ORDER if any(k[2] == m for k in curves)]
+    methods = method_order({k[2] for k in curves})
     pairs = sorted({(k[0], k[1]) for k in curves if k[2] in methods})
     per_task = []
     for model, task in pairs:
@@ -130,7 +141,7 @@ def _hindsight_best(per_task: list[dict], methods: list[str], thresholds: Thresh
     among the methods run on every task with headroom would capture (a yardstick, not a method)."""
     room = {(t["model"], t["task"]) for t in per_task
             if t["oracle"] is not None and t["oracle"] - t["zero_shot"] >= thresholds.min_headroom}
-    everywhere = [m for m in methods if m in STARTS_AT_ZERO_SHOT
+    everywhere = [m for m in methods if starts_at_zero_shot(m)
                   and room <= {(t["model"], t["task"]) for t in per_task if t["method"] == m}]
     if len(everywhere) < 2:
         return None
@@ -174,8 +185,6 @@ def _seconds(x: float) -> str:
 
 
 def markdown(result: dict, command: str, figure: str | None) -> str:
-    from fastbfm.evaluate.experiments import METHOD_LABELS
-
     t: Thresholds = result["thresholds"]
     lines = [
         "# Fast adaptation on the shipped zoo",
@@ -191,14 +200,14 @@ def markdown(result: dict, command: str, figure: str | None) -> str:
     for r in result["summary"]:
         improved = "—" if r["improved_tasks_20"] is None else f"{r['improved_tasks_20']}/{r['tasks_relative']}"
         lines.append(
-            f"| {METHOD_LABELS.get(r['method'], r['method'])} | {r['tasks']} "
+            f"| {label(r['method'])} | {r['tasks']} "
             f"| {' / '.join(pct(r[f'improvement_{b}']) for b in BUDGETS)} | {improved} "
             f"| {' / '.join(pct(r[f'headroom_{b}']) for b in BUDGETS)} ({r['tasks_headroom']} tasks) "
             f"| {pct(r['worst_dip'])} | {r['dipped_tasks']}/{r['tasks_relative']} "
             f"| {_seconds(r['compute_s'])} | {_seconds(r['compute_no_sim_s'])} |"
         )
     if (best := result.get("hindsight")) is not None:
-        names = ", ".join(METHOD_LABELS.get(m, m) for m in best["methods"])
+        names = ", ".join(label(m) for m in best["methods"])
         lines += ["", f"In hindsight, the best of {names} on each task (chosen after seeing the results, so not a method) "
                   f"captures {' / '.join(pct(best[f'headroom_{b}']) for b in BUDGETS)} of the headroom @10 / @20 / @50 "
                   f"({best['tasks']} tasks): the most a choice among these methods could reach."]
@@ -229,13 +238,13 @@ def markdown(result: dict, command: str, figure: str | None) -> str:
         for rows in result["by_model"].values():
             row = next((r for r in rows if r["method"] == method), None)
             cells.append("" if row is None else f"{pct(row['improvement_20'])} / {pct(row['headroom_20'])}")
-        lines.append(f"| {METHOD_LABELS.get(method, method)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label(method)} | " + " | ".join(cells) + " |")
     lines += ["", "## Per task", "", "| model | task | zero-shot | oracle | method | seeds | @10 | @20 | @50 | lowest |", "|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
     for r in result["per_task"]:
         lines.append(
             f"| {r['model']} | {r['task'].split(':')[-1]} | {r['zero_shot']:.1f} | {fmt(r['oracle'])} "
-            f"| {METHOD_LABELS.get(r['method'], r['method'])} | {r['seeds']} "
+            f"| {label(r['method'])} | {r['seeds']} "
             f"| {' | '.join(fmt(r['values'][b]) for b in BUDGETS)} | {r['lowest']:.1f} |"
         )
     return "\n".join(lines) + "\n"
@@ -243,7 +252,6 @@ def markdown(result: dict, command: str, figure: str | None) -> str:
 
 def plot_headroom(result: dict, path: Path) -> Path:
     """Mean share of the oracle's headroom captured against the budget, one line per method."""
-    from fastbfm.evaluate.experiments import METHOD_LABELS
     from fastbfm.report.plots import plt, save_figure  # plots selects the headless backend first
 
     t: Thresholds = result["thresholds"]
@@ -260,7 +268,7 @@ def plot_headroom(result: dict, path: Path) -> Path:
             vals = [(np.interp(x, c["episodes"], c["mean_curve"]) - c["zero_shot"]) / (c["oracle"] - c["zero_shot"])
                     for c in cells if c["episodes"][-1] >= x]
             shares.append(np.mean(vals))
-        ax.plot(xs, shares, marker="o", markersize=3, label=f"{METHOD_LABELS.get(method, method)} ({len(cells)} tasks)",
+        ax.plot(xs, shares, marker="o", markersize=3, label=f"{label(method)} ({len(cells)} tasks)",
                 color=f"C{i}", linestyle="-" if full_budget else "--")
     ax.axhline(0, color="gray", linewidth=0.8)
     ax.axhline(1, color="gray", linewidth=0.8, linestyle=":")
@@ -272,12 +280,10 @@ def plot_headroom(result: dict, path: Path) -> Path:
 
 def write_report(grids: list[Path], out: Path, command: str, thresholds: Thresholds = Thresholds()) -> dict:
     """Markdown at ``out`` and ``<out stem>.png`` beside it."""
-    from fastbfm.bfm.checkpoint import atomic_write
-
     result = summarize(load_rows(grids), thresholds)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure = plot_headroom(result, out.with_suffix(".png"))
     text = markdown(result, command, figure.name)
-    atomic_write(out, lambda tmp: Path(tmp).write_text(text))
+    write_text(out, text)
     return result

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from fastbfm.bfm.checkpoint import FORMAT_VERSION, load_model, read_json, write_json
+from fastbfm.bfm.checkpoint import FORMAT_VERSION, read_json, write_json
 from fastbfm.data import ensure_dataset
-from fastbfm.data.collect import room_fractions
-from fastbfm.envs import get_task, list_tasks
+from fastbfm.envs import get_domain, get_task, list_tasks
 from fastbfm.errors import FastBFMError
 from fastbfm.evaluate.experiments import zero_shot
-from fastbfm.zoo import ZOO_DIR, resolve_model
+from fastbfm.models import load_model
+from fastbfm.zoo import ZOO_DIR
 
 ZERO_SHOT = "zero_shot.json"
 """Next to each shipped model: its card's zero-shot rows, read by :mod:`fastbfm.report.zoo_table`."""
@@ -56,9 +56,10 @@ def write_card(run_dir: Path, name: str, domain: str, episodes: int = ZOO_EPISOD
         write_json(target / "config.json", config)
     train = meta.get("train", {})
     sizes = ", ".join(f"{k.replace('_dim', '').replace('_', ' ')} {v}" for k, v in config["model"].items() if k.endswith("_dim") and k not in ("obs_dim", "action_dim"))
+    partition = get_domain(domain).partition
     coverage = (
-        "; fraction of states per room: " + ", ".join(f"{k} {v:.2f}" for k, v in room_fractions(dataset.next_obs).items())
-        if domain == "point_mass_maze"
+        f"; fraction of states per {partition.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in partition.shares(dataset.next_obs).items())
+        if partition is not None
         else ""
     )
     rates = ", ".join(f"{k[3:]} {v}" for k, v in train.items() if k.startswith("lr_"))
@@ -138,7 +139,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.zero_shot_only:
         torch.set_num_threads(1)
-        model = load_model(resolve_model(args.run_dir))  # a shipped model by its name, or a folder
+        model = load_model(args.run_dir)  # a shipped model by its name, or a folder
         print(rewrite_zero_shot(model, args.name, args.domain or model.meta["domain"], args.episodes))
         return
     domain = args.domain or load_model(args.run_dir).meta["domain"]

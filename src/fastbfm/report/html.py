@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fastbfm import __version__  # noqa: E402
-from fastbfm.evaluate.experiments import METHOD_LABELS  # noqa: E402
-from fastbfm.report.run import RESULTS, VIDEOS, load_run, results_path  # noqa: E402
+from fastbfm.adapt.methods import label  # noqa: E402
+from fastbfm.report.run import RESULTS, VIDEOS, load_run, result_method, results_path  # noqa: E402
 
 MIME = {".png": "image/png", ".gif": "image/gif", ".mp4": "video/mp4"}
 SUMMARY_COLUMNS = (
@@ -53,7 +53,7 @@ def data_uri(data: bytes, mime: str) -> str:
 
 
 def _method(r: dict) -> str:
-    return r.get("method", "lola")
+    return result_method(r)
 
 
 def _number(x):
@@ -123,7 +123,7 @@ def curves_png(results: list[dict]) -> bytes:
             ys = np.asarray(r["curves"], dtype=float)
             x = np.asarray(r["episodes"], dtype=float)
             color = f"C{methods.index(_method(r))}"
-            ax.plot(x, ys.mean(0), color=color, label=METHOD_LABELS.get(_method(r), _method(r)))
+            ax.plot(x, ys.mean(0), color=color, label=label(_method(r)))
             ax.fill_between(x, ys.min(0), ys.max(0), color=color, alpha=0.2, linewidth=0)
             ax.axhline(ys[:, 0].mean(), color=color, linestyle="--", linewidth=0.8, alpha=0.7)
             top = max(top, 1.05 * float(ys.max()))

@@ -7,13 +7,11 @@ curves, one row per task, method, seed and budget) and optionally ``videos/`` (G
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from pathlib import Path
 
-from fastbfm.bfm.checkpoint import atomic_write
+from fastbfm.adapt.methods import DEFAULT_METHOD
 from fastbfm.errors import FastBFMError
+from fastbfm.io import read_json, write_csv, write_json
 
 RESULTS = "results.json"
 CURVES = "curves.csv"
@@ -22,17 +20,9 @@ CURVE_COLUMNS = ("task", "method", "seed", "episodes", "return")
 REQUIRED_KEYS = ("task", "zero_shot", "final", "episodes", "curves")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
-    """A tidy table, written atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    _write_atomic(path, buffer.getvalue())
+def result_method(result: dict) -> str:
+    """The method of a result (results written before results named theirs are LoLA's)."""
+    return result.get("method", DEFAULT_METHOD)
 
 
 def curve_rows(results: list[dict]) -> list[dict]:
@@ -42,7 +32,7 @@ def curve_rows(results: list[dict]) -> list[dict]:
         seeds = r.get("seeds") or list(range(len(r["curves"])))
         for seed, curve in zip(seeds, r["curves"]):
             for episodes, value in zip(r["episodes"], curve):
-                rows.append({"task": r["task"], "method": r.get("method", "lola"), "seed": seed, "episodes": episodes, "return": value})
+                rows.append({"task": r["task"], "method": result_method(r), "seed": seed, "episodes": episodes, "return": value})
     return rows
 
 
@@ -50,7 +40,7 @@ def write_run(out: str | Path, payload: dict) -> dict[str, Path]:
     """Write ``payload`` (``{"model": ..., "results": [...], ...}``) as ``results.json`` and ``curves.csv``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / RESULTS, json.dumps(payload, indent=2))
+    write_json(out / RESULTS, payload)
     write_csv(out / CURVES, CURVE_COLUMNS, curve_rows(payload["results"]))
     return {"results": out / RESULTS, "curves": out / CURVES}
 
@@ -65,13 +55,7 @@ def results_path(path: str | Path) -> Path:
     return path
 
 
-def load_run(path: str | Path) -> dict:
-    """Read and check a run's ``results.json`` (``path``: the file or its folder)."""
-    path = results_path(path)
-    try:
-        payload = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FastBFMError(f"'{path}' is not valid JSON: {e}") from None
+def _run_schema(payload, path: Path) -> dict:
     results = payload.get("results") if isinstance(payload, dict) else None
     if not isinstance(results, list) or not results:
         raise FastBFMError(f"'{path}' has no 'results' list (expected the output of `fastbfm adapt --out` or `fastbfm demo`)")
@@ -82,12 +66,17 @@ def load_run(path: str | Path) -> dict:
     return payload
 
 
+def load_run(path: str | Path) -> dict:
+    """Read and check a run's ``results.json`` (``path``: the file or its folder)."""
+    return read_json(results_path(path), _run_schema, what="run results")
+
+
 def pick_result(payload: dict, task: str | None, method: str | None = None) -> dict:
     """The one result of ``task`` (and ``method``); either may be left out when only one result fits."""
-    fits = [r for r in payload["results"] if (task is None or r["task"] == task) and (method is None or r.get("method", "lola") == method)]
+    fits = [r for r in payload["results"] if (task is None or r["task"] == task) and (method is None or result_method(r) == method)]
     if len(fits) == 1:
         return fits[0]
-    have = ", ".join(f"{r['task']} ({r.get('method', 'lola')})" for r in payload["results"])
+    have = ", ".join(f"{r['task']} ({result_method(r)})" for r in payload["results"])
     if not fits:
         raise FastBFMError(f"the results hold no {task or ''} {method or ''}".rstrip() + f"; they hold: {have}")
     raise FastBFMError(f"the results hold several runs; choose with --task (and --method): {have}")
@@ -108,7 +97,7 @@ def adapted_latent(result: dict, seed: int | None = None) -> tuple[int, list[flo
         )
     if all(z is None for z in latents):
         raise FastBFMError(
-            f"{result.get('method', 'lola')} on {result['task']} adapts no single latent (it changes the networks or "
+            f"{result_method(result)} on {result['task']} adapts no single latent (it changes the networks or "
             "a latent per state), so its policy cannot be replayed from results.json"
         )
     seeds = result.get("seeds") or list(range(len(latents)))

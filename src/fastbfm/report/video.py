@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -20,16 +21,15 @@ from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.evaluate.rollout import eval_start_states
+from fastbfm.report.run import adapted_latent, result_method
+from fastbfm.rollout import eval_start_states
 
 FORMATS = (".gif", ".mp4")
-# A camera per domain that keeps the body in view (walker and cheetah: dm_control's tracking side view).
-DEFAULT_CAMERA = {"point_mass_maze": "fixed", "walker": "side", "cheetah": "side", "quadruped": "y"}
 LABEL_HEIGHT = 22
 
 
 def _camera_id(physics, camera: str | int | None, domain: str) -> int:
-    camera = DEFAULT_CAMERA.get(domain, 0) if camera is None else camera
+    camera = get_domain(domain).camera if camera is None else camera
     names = [physics.model.id2name(i, "camera") for i in range(physics.model.ncam)]
     if isinstance(camera, str) and camera.lstrip("-").isdigit():
         camera = int(camera)
@@ -142,42 +142,34 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 25) -> Pa
     return path
 
 
-def before_after(
-    model: BFM,
-    result: dict,
-    adapted_seed: int | None = None,
-    data: str | Path | None = None,
-    resimulate: bool = False,
-    progress: bool = False,
-) -> dict[str, torch.Tensor]:
+def before_after(model: BFM, result: dict, adapted_seed: int | None = None, dataset: Callable | None = None) -> dict[str, torch.Tensor]:
     """The zero-shot and adapted latents of one result of ``fastbfm adapt --out`` (or the demo).
 
-    Results of label-free methods store no zero-shot latent: it is then inferred from labelled samples.
+    Results of label-free methods store no zero-shot latent: it is then inferred from the labelled
+    samples of ``dataset()``, called only then (the caller decides whether that may collect data).
     """
+    from fastbfm.adapt.methods import label
     from fastbfm.envs import get_task
-    from fastbfm.evaluate.experiments import METHOD_LABELS
-    from fastbfm.report.run import adapted_latent
 
     seed, z_adapted = adapted_latent(result, adapted_seed)
     if result.get("z_zero_shot") is not None:
         z_zero_shot = torch.tensor(result["z_zero_shot"], dtype=torch.float32)
     else:
-        z_zero_shot = zero_shot_latent(model, get_task(result["task"]), data, resimulate, progress)
-    method = result.get("method", "lola")
-    return {"zero-shot": z_zero_shot, f"{METHOD_LABELS.get(method, method)} (seed {seed})": torch.tensor(z_adapted, dtype=torch.float32)}
+        if dataset is None:
+            raise FastBFMError(f"the results of {result['task']} store no zero-shot latent: infer it from a dataset")
+        z_zero_shot = zero_shot_latent(model, get_task(result["task"]), dataset())
+    method = result_method(result)
+    return {"zero-shot": z_zero_shot, f"{label(method)} (seed {seed})": torch.tensor(z_adapted, dtype=torch.float32)}
 
 
-def zero_shot_latent(
-    model: BFM, task: Task, data: str | Path | None = None, resimulate: bool = False, progress: bool = False
-) -> torch.Tensor:
-    """The zero-shot latent of ``task`` from 50k relabelled samples (the domain's exploration data by default)."""
+def zero_shot_latent(model: BFM, task: Task, dataset) -> torch.Tensor:
+    """The zero-shot latent of ``task`` from 50k samples of ``dataset`` relabelled with its reward."""
     from fastbfm.adapt.zero_shot import infer_task
-    from fastbfm.data import ensure_dataset
 
-    return infer_task(model, task, ensure_dataset(task.domain, data, progress=progress, resimulate=resimulate)).z
+    return infer_task(model, task, dataset).z
 
 
 def video_name(result: dict, suffix: str = ".gif") -> str:
-    """A file name per task and method, e.g. ``point_mass_maze-reach_top_left-lola.gif``."""
-    stem = f"{result['task']}-{result.get('method', 'lola')}".replace(":", "-")
+    """A file name per task and method, e.g. ``point_mass_maze-reach_top_left-<method>.gif``."""
+    stem = f"{result['task']}-{result_method(result)}".replace(":", "-")
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) + suffix

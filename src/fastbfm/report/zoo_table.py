@@ -3,8 +3,8 @@
     python -m fastbfm.report.zoo_table docs/zero_shot.md
 
 reads each shipped model's ``zero_shot.json`` (written with its card by ``fastbfm.report.card``) and
-writes one markdown table per domain: random policy, every shipped model, and published FB / HILP
-returns on ExORL data where a source gives them (paper scale: width 1024, 1M+ updates, 5000 episodes).
+writes one markdown table per domain: random policy, every shipped model, and published FB returns on
+ExORL data where a source gives them (paper scale: width 1024, 1M+ updates, 10M transitions).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from fastbfm.bfm.checkpoint import read_json
+from fastbfm.io import read_json
 from fastbfm.report.card import ZERO_SHOT
 from fastbfm.zoo import ZOO_DIR, shipped_models
 

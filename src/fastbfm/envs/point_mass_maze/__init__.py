@@ -14,7 +14,7 @@ from dm_control import mujoco as dm_mujoco
 from dm_control.suite import common
 from dm_control.utils import rewards
 
-from fastbfm.envs.registry import Domain, Fields, Task, register_domain
+from fastbfm.envs.registry import Domain, Fields, StatePartition, Task, register_domain
 
 XML_PATH = os.path.join(os.path.dirname(__file__), "maze.xml")
 TARGET_RADIUS = 0.015
@@ -71,6 +71,23 @@ def place_target(target_xy: tuple[float, float]):
     return decorate
 
 
+ROOMS = ("top_left", "top_right", "bottom_left", "bottom_right")
+
+
+def room_of(xy: np.ndarray) -> np.ndarray:
+    """Index into :data:`ROOMS` of each (x, y) position."""
+    xy = np.asarray(xy)
+    right = xy[..., 0] >= 0
+    bottom = xy[..., 1] < 0
+    return right.astype(int) + 2 * bottom.astype(int)
+
+
+def room_fractions(obs: np.ndarray) -> dict[str, float]:
+    """Share of the observations (N, 4) in each room."""
+    rooms = room_of(obs[:, :2])
+    return {name: float((rooms == i).mean()) for i, name in enumerate(ROOMS)}
+
+
 DOMAIN = register_domain(
     Domain(
         name="point_mass_maze",
@@ -87,6 +104,10 @@ DOMAIN = register_domain(
         exploration_names=("x", "y"),
         bound_fields=("geom_xpos",),
         description="ExORL four-room maze: 4-D observation (position, velocity), 2-D force",
+        # 1M transitions; the data the shipped maze models were trained on
+        collect_recipe=dict(episodes=1000, draw_all_resets=True),
+        camera="fixed",
+        partition=StatePartition("room", room_fractions),
         tasks={
             name: Task(
                 "point_mass_maze",
@@ -99,13 +120,3 @@ DOMAIN = register_domain(
         },
     )
 )
-
-ROOMS = ("top_left", "top_right", "bottom_left", "bottom_right")
-
-
-def room_of(xy: np.ndarray) -> np.ndarray:
-    """Index into :data:`ROOMS` of each (x, y) position."""
-    xy = np.asarray(xy)
-    right = xy[..., 0] >= 0
-    bottom = xy[..., 1] < 0
-    return right.astype(int) + 2 * bottom.astype(int)

@@ -1,0 +1,123 @@
+"""File I/O every layer shares: atomic writes, JSON, CSV, safetensors, checksums.
+
+Every write goes to a temporary file in the target's folder, then is renamed over the target, so a
+crash never leaves a torn file behind. Every JSON or CSV file fastbfm reads goes through
+:func:`read_json` or :func:`read_csv`, which take an optional ``schema``: a callable
+``(data, path) -> data`` that checks (and may normalise) what was read and raises a one-line
+:class:`~fastbfm.errors.FastBFMError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from fastbfm.errors import FastBFMError
+
+Schema = Callable[[Any, Path], Any]
+"""Checks the data read from a file: ``schema(data, path)`` returns the data or raises FastBFMError."""
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` fills a temporary file beside ``path``, which then replaces ``path`` in one rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+
+    atomic_write(path, write)
+
+
+def read_json(path: str | Path, schema: Schema | None = None, what: str = "file") -> Any:
+    """The JSON in ``path``, checked by ``schema`` when given. ``what`` names the file in errors
+    ("missing checkpoint file: ...", "corrupt dataset manifest ...: ...")."""
+    path = Path(path)
+    if not path.is_file():
+        raise FastBFMError(f"missing {what}: {path}")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FastBFMError(f"corrupt {what} {path}: not valid JSON ({e})") from e
+    return data if schema is None else schema(data, path)
+
+
+def read_csv(path: str | Path, schema: Schema | None = None, what: str = "file") -> list[dict[str, str]]:
+    """The rows of a CSV file with a header, as dicts of strings, checked by ``schema`` when given."""
+    path = Path(path)
+    if not path.is_file():
+        raise FastBFMError(f"missing {what}: {path}")
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise FastBFMError(f"corrupt {what} {path}: not a CSV table ({e})") from e
+    return rows if schema is None else schema(rows, path)
+
+
+def write_csv(path: str | Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    """A tidy table: a header of ``columns``, then one line per row."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor]) -> str:
+    """Tensors to a safetensors file (on the CPU, contiguous); returns the file's SHA-256."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp))
+    return sha256_file(path)
+
+
+def load_tensors(path: str | Path, sha256: str | None = None, what: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """A safetensors file, checked against ``sha256`` when given."""
+    path = Path(path)
+    if not path.is_file():
+        raise FastBFMError(f"missing {what} file: {path}")
+    if sha256 is not None and sha256_file(path) != sha256:
+        raise FastBFMError(f"corrupt {what}: {path} does not match the checksum in its config")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise FastBFMError(f"corrupt {what} {path}: {e}") from e
