@@ -3,12 +3,16 @@
     python experiments/quadruped_diagnosis.py starts [--episodes 500]
     python experiments/quadruped_diagnosis.py coverage --domain quadruped --data data/quadruped/explore
     python experiments/quadruped_diagnosis.py scales --data data/quadruped/explore
+    python experiments/quadruped_diagnosis.py righting --episodes 200
 
 ``starts``: evaluation's start states (dm_control's uniformly random orientation) and a uniform-random
 policy's returns on the four tasks by start type. ``coverage``: the share of dataset samples (and of a
 random policy's states) that are upright, torso height and velocity quantiles, and per task the share of
 samples with reward > 0.5. ``scales``: per-dimension scale of the observations and how far evaluation
-states lie outside the training data after the models' normalisation. Prints JSON.
+states lie outside the training data after the models' normalisation. ``righting``: from the
+upside-down landings among ``--episodes`` resets, whether six families of random actions (uniform per
+step, uniform or bang-bang held ~10 steps, left/right leg synergies, all legs alike, sinusoids) reach
+upright within 5 s. Prints JSON.
 """
 
 from __future__ import annotations
@@ -203,9 +207,51 @@ def scales_report(data: str, episodes: int, seed: int) -> dict:
     return {"dataset": data, "by group": groups}
 
 
+LEFT_LEGS, RIGHT_LEGS = np.array([0, 1, 2, 9, 10, 11]), np.array([3, 4, 5, 6, 7, 8])
+FAMILIES = ("uniform per step", "uniform held", "bang-bang held", "left/right synergies held", "all legs alike held", "sinusoids")
+
+
+def righting_report(episodes: int, seed: int, steps: int = 250, hold: float = 10.0) -> dict:
+    domain = get_domain("quadruped")
+    env = BatchedEnv(domain, num_envs=episodes)
+    env.set_state(domain.sample_initial_state(np.random.default_rng([seed, 11]), episodes))
+    for _ in range(60):
+        obs, _ = env.step(np.zeros((episodes, domain.action_dim)))
+    down = env.get_state()[obs[:, UPRIGHT] < UPSIDE_DOWN_ZZ]
+    n = len(down)
+    env = BatchedEnv(domain, num_envs=n)
+    out = {"resets": episodes, "upside down after 1.2 s": n, "steps tried": steps}
+    for family in FAMILIES:
+        rng = np.random.default_rng([seed, 1])
+        obs = env.set_state(down)
+        ever = np.zeros(n, bool)
+        action = np.zeros((n, 12))
+        phase, freq, amp = rng.uniform(0, 2 * np.pi, (n, 12)), rng.uniform(0.5, 3, (n, 1)), rng.uniform(0.3, 1, (n, 12))
+        for t in range(steps):
+            switch = (rng.random(n) < 1.0 / hold) | (t == 0)
+            k = int(switch.sum())
+            if family == "uniform per step":
+                action = rng.uniform(-1, 1, (n, 12))
+            elif family == "uniform held":
+                action[switch] = rng.uniform(-1, 1, (k, 12))
+            elif family == "bang-bang held":
+                action[switch] = rng.choice([-1.0, 1.0], (k, 12))
+            elif family == "left/right synergies held":
+                action[np.ix_(switch, LEFT_LEGS)] = np.tile(rng.uniform(-1, 1, (k, 3)), 2)
+                action[np.ix_(switch, RIGHT_LEGS)] = np.tile(rng.uniform(-1, 1, (k, 3)), 2)
+            elif family == "all legs alike held":
+                action[switch] = np.tile(rng.uniform(-1, 1, (k, 3)), 4)
+            else:
+                action = amp * np.sin(2 * np.pi * freq * t * 0.02 + phase)
+            obs, _ = env.step(np.clip(action, -1, 1))
+            ever |= obs[:, UPRIGHT] > UPRIGHT_ZZ
+        out[family] = {"share ever upright": round(float(ever.mean()), 4), "share upright at the end": round(float((obs[:, UPRIGHT] > UPRIGHT_ZZ).mean()), 4)}
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["starts", "coverage", "scales"])
+    p.add_argument("what", choices=["starts", "coverage", "scales", "righting"])
     p.add_argument("--domain", default="quadruped")
     p.add_argument("--data", default="data/quadruped/explore")
     p.add_argument("--episodes", type=int, default=200)
@@ -216,6 +262,8 @@ def main() -> None:
     a = p.parse_args()
     if a.what == "starts":
         out = starts_report(a.episodes, a.seed, a.hold)
+    elif a.what == "righting":
+        out = righting_report(a.episodes, a.seed)
     elif a.what == "coverage":
         out = coverage_report(a.domain, a.data, a.samples, a.episodes, a.seed, a.files)
     else:
