@@ -3,7 +3,7 @@
     python experiments/weights_precision.py walker-fb --data data/walker/explore --episodes 50
     python experiments/weights_precision.py ../shared/models/metamotivo-walker-fb --data data/walker/explore
 
-Each storage is applied to the model's weights exactly as ``save_model(..., weights=...)`` writes them
+Each storage is applied to the model's weights exactly as ``save_model(..., dtype=...)`` writes them
 and ``load_model`` reads them back; the latent is inferred again from the same 50k relabelled samples and
 every variant runs the same seeded episodes. Prints one JSON line per (storage, task) and the bytes of
 each storage's weight file.
@@ -33,7 +33,7 @@ def main() -> None:
     p.add_argument("model")
     p.add_argument("--data", required=True)
     p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--dtypes", default=",".join(WEIGHT_DTYPES))
+    p.add_argument("--dtypes", default=",".join(WEIGHT_DTYPES.values()))
     a = p.parse_args()
     torch.set_num_threads(1)
     base = load_model(a.model)
@@ -41,7 +41,7 @@ def main() -> None:
     tasks = [get_task(t) for t in list_tasks(base.meta.get("domain", "walker"))]
     state = {k: v.detach().clone().contiguous() for k, v in base.state_dict().items()}
     for dtype in a.dtypes.split(","):
-        stored = compress_weights(state, dtype)
+        stored = compress_weights(state, getattr(torch, dtype))
         with tempfile.TemporaryDirectory() as tmp:
             save_file({k: v.contiguous() for k, v in stored.items()}, Path(tmp) / "w.safetensors")
             size = (Path(tmp) / "w.safetensors").stat().st_size

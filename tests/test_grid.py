@@ -63,17 +63,41 @@ def test_oracle_cell_pairs_the_best_latent_with_zero_shot_on_the_same_episodes(t
     assert [r["episodes"] for r in rows if r["method"] == "oracle"] == ["0.0"]
 
 
-def _pool_workers() -> set[int]:
-    """Process ids of live multiprocessing spawn workers on this machine."""
+def _spawn_workers_of(parents: set[int]) -> set[int]:
+    """Live multiprocessing spawn workers whose parent is one of ``parents`` (other processes on the
+    machine, e.g. another grid, are not counted)."""
     pids = set()
     for proc in Path("/proc").iterdir():
         try:
             if proc.name.isdigit() and b"multiprocessing.spawn" in (proc / "cmdline").read_bytes():
-                if (proc / "stat").read_text().split(")")[-1].split()[0] != "Z":
+                state, ppid = (proc / "stat").read_text().split(")")[-1].split()[:2]
+                if state != "Z" and int(ppid) in parents:
                     pids.add(int(proc.name))
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
+def _processes_with_arg(arg: str) -> set[int]:
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and arg.encode() in (proc / "cmdline").read_bytes().split(b"\0"):
+                pids.add(int(proc.name))
         except OSError:
             pass
     return pids
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            if (Path("/proc") / str(pid) / "stat").read_text().split(")")[-1].split()[0] != "Z":
+                alive.add(pid)
+        except OSError:
+            pass
+    return alive
 
 
 def test_kill_9_during_a_grid_then_rerun_completes_it(tmp_path):
@@ -83,12 +107,19 @@ def test_kill_9_during_a_grid_then_rerun_completes_it(tmp_path):
     args = ["grid", "--out", out, "--model", "maze-fb", "--task", "point_mass_maze:reach_top_left", "--method", "zero-shot",
             "--method", "cem", "--seeds", 2, "--episodes", 4, "--eval-episodes", 1, "--workers", 1, "-q", "--json"]
     cmd = [sys.executable, "-m", "fastbfm", *map(str, args)]
-    before = _pool_workers()
-    _kill_when(cmd, lambda: len(list((out / "cells").glob("*.json"))) >= 1)
+    workers: set[int] = set()
+
+    def ready() -> bool:
+        if len(list((out / "cells").glob("*.json"))) < 1:
+            return False
+        workers.update(_spawn_workers_of(_processes_with_arg(str(out))))  # this grid's workers, just before the kill
+        return True
+
+    _kill_when(cmd, ready)
     deadline = time.monotonic() + 30
-    while _pool_workers() - before and time.monotonic() < deadline:
+    while _alive(workers) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not _pool_workers() - before, "the killed grid left its worker processes behind"
+    assert workers and not _alive(workers), "the killed grid left its worker processes behind"
     kept = {p.name: p.read_text() for p in (out / "cells").glob("*.json")}
     assert 1 <= len(kept) < 4 and not (out / "results.csv").exists()
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

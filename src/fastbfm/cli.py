@@ -27,6 +27,9 @@ RESIM_OPT = typer.Option(
 )
 JSON_OPT = typer.Option(False, "--json", help="Print the results as one JSON object instead of a table.")
 QUIET_OPT = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+DEVICE_OPT = typer.Option(
+    "auto", help="Where the model's networks run: auto (CUDA when available), cpu or cuda. Rollouts and relabelling stay on the CPU."
+)
 
 
 def _emit(payload: dict, as_json: bool, table: str) -> None:
@@ -47,17 +50,19 @@ DISCOUNT_OPT = typer.Option(
 )
 
 
-def _load(model: str, tasks=(), discount: float | None = None, needs_discount: bool = False):
-    """Load a model and check that it fits every task before any data is touched."""
+def _load(model: str, tasks=(), discount: float | None = None, needs_discount: bool = False, device: str = "cpu"):
+    """Load a model onto ``device`` and check that it fits every task before any data is touched."""
+    from fastbfm.bfm.placement import place, resolve_device
     from fastbfm.evaluate.experiments import check_compatible
     from fastbfm.models import load_model
 
+    where = resolve_device(device)
     bfm = load_model(model, discount=discount)
     if needs_discount and bfm.discount is None:
         raise FastBFMError(f"{model} records no training discount, which adaptation bootstraps with: give --discount (Meta Motivo's walker: 0.98)")
     for task in tasks:
         check_compatible(bfm, task)
-    return bfm
+    return place(bfm, where)
 
 
 def _tasks(names: list[str]):
@@ -141,6 +146,9 @@ def pretrain(
     lr_b: Optional[float] = typer.Option(None, min=0.0, help="Override the preset's learning rate of B (fb only)."),
     lr_actor: Optional[float] = typer.Option(None, min=0.0, help="Override the preset's learning rate of the actor."),
     resimulate: bool = RESIM_OPT,
+    tensorboard: bool = typer.Option(
+        False, "--tensorboard", help="Also write the metrics as TensorBoard event files in --out (pip install 'fastbfm[tensorboard]')."
+    ),
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -163,6 +171,7 @@ def pretrain(
         },
         resimulate=resimulate,
         algorithm=algorithm,
+        tensorboard=tensorboard,
     )
     meta = read_json(out / "config.json")["meta"]
     payload = {"out": str(out), "algorithm": algorithm, "updates": meta["updates"], "wall_time_s": meta["wall_time_s"], "preset": preset}
@@ -181,6 +190,7 @@ def eval_(
         None, help="Prompt with a goal observation instead of rewards, comma-separated (maze: x,y,vx,vy)."
     ),
     seed: int = typer.Option(0, help="Seed of the inference samples and the evaluation start states."),
+    device: str = DEVICE_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -189,7 +199,7 @@ def eval_(
     from fastbfm.evaluate.experiments import zero_shot
 
     tasks = _tasks(task)
-    bfm = _load(model, tasks)
+    bfm = _load(model, tasks, device=device)
     if len({t.domain for t in tasks}) > 1:
         raise FastBFMError("give tasks of one domain per call")
     goal_obs = None
@@ -232,6 +242,7 @@ def adapt(
         None, help="Run folder: results.json (with each seed's final latent z), curves.csv, adaptation_curves.png; "
         "read by `fastbfm report` and `fastbfm render --z-from`."
     ),
+    device: str = DEVICE_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -242,7 +253,7 @@ def adapt(
 
     entry = registry.get_method(method)
     tasks = _tasks(task)
-    bfm = _load(model, tasks, discount, needs_discount=True)
+    bfm = _load(model, tasks, discount, needs_discount=True, device=device)
     config = entry.build(registry.MethodOptions(
         episodes=episodes, eval_episodes=eval_episodes, candidates=candidates, horizon=horizon, sigma=sigma, lr=lr,
         state_latent=state_latent, warm_start=warm_start,
@@ -292,6 +303,9 @@ def grid(
     workers: int = typer.Option(2, min=1, help="Local worker processes (one torch thread each)."),
     ray_address: Optional[str] = typer.Option(None, help="Run the cells as Ray tasks on this cluster (pip install 'fastbfm[ray]')."),
     discount: Optional[float] = DISCOUNT_OPT,
+    device: str = typer.Option(
+        "auto", help="Where each cell's model runs: auto (CUDA when the worker has it), cpu or cuda (one CUDA context per worker)."
+    ),
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -299,7 +313,7 @@ def grid(
     from fastbfm.evaluate.grid import run_grid
 
     summary = run_grid(out, model, task, method, list(range(seeds)), episodes, eval_episodes, eval_every, workers, ray_address, not quiet,
-                       discount=discount)
+                       discount=discount, device=device)
     rows = [[r["model"], r["task"], r["method"], f"{r['zero_shot']:.1f}", f"{r['final']:.1f}", f"{r['lowest']:.1f}"] for r in summary["results"]]
     table = _fmt_table(["model", "task", "method", "zero-shot", "final", "lowest"], rows)
     _emit(summary, as_json, f"{table}\n\n{summary['cells']} cells ({summary['ran']} run now) -> {out}")
@@ -336,6 +350,7 @@ def headroom(
     eval_episodes: int = typer.Option(10, min=1, help="Evaluation episodes of the finalists (the ones adaptation is measured on)."),
     seed: int = typer.Option(0, help="Seed of the candidates and the episodes."),
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot latent (default: the domain's exploration data)."),
+    device: str = DEVICE_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -346,7 +361,7 @@ def headroom(
     from fastbfm.data import ensure_dataset
 
     tasks = _tasks(task)
-    bfm = _load(model, tasks)
+    bfm = _load(model, tasks, device=device)
     config = OracleConfig(num_latents=latents, screen_episodes=screen_episodes, eval_episodes=eval_episodes, seed=seed)
     rows = []
     for t in tasks:
@@ -428,6 +443,7 @@ def render(
     camera: Optional[str] = CAMERA_OPT,
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot latent (default: the domain's exploration data)."),
     resimulate: bool = RESIM_OPT,
+    device: str = DEVICE_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -445,7 +461,7 @@ def render(
     if z_from == "zero-shot":
         if model is None or task is None:
             raise FastBFMError("--z-from zero-shot needs --model and --task")
-        bfm = _load(model, [get_task(task)])
+        bfm = _load(model, [get_task(task)], device=device)
         dataset = ensure_dataset(get_task(task).domain, data, progress=not quiet, resimulate=resimulate)
         latents = {"zero-shot": zero_shot_latent(bfm, get_task(task), dataset)}
         result = None
@@ -455,7 +471,7 @@ def render(
         model = model or run.get("model")
         if model is None:
             raise FastBFMError(f"'{z_from}' names no model: give --model")
-        bfm = _load(model, [get_task(result["task"])])
+        bfm = _load(model, [get_task(result["task"])], device=device)
         domain = get_task(result["task"]).domain
         latents = before_after(bfm, result, adapted_seed, lambda: ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate))
     the_task = get_task(result["task"] if result else task)

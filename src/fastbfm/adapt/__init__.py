@@ -1,1 +1,1 @@
-"""Fast adaptation on a frozen BFM: zero-shot prompting and LoLA."""
+"""Fast adaptation on a frozen BFM: zero-shot prompting, the adaptation methods behind one `Adapter` interface, and their registry (`methods.py`)."""

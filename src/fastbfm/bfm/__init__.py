@@ -1,1 +1,1 @@
-"""BFMs: the inference protocol, FB (model and trainer), pure losses, checkpoints and the training loop."""
+"""BFMs: the inference protocol, FB, HILP and PSM (models and trainers), pure losses, checkpoints and the training loop."""

@@ -19,9 +19,10 @@ from fastbfm.io import read_json as read_any_json
 FORMAT_VERSION = 1
 MODEL_WEIGHTS, MODEL_CONFIG = "model.safetensors", "config.json"
 __all__ = ["atomic_write", "load_tensors", "save_tensors", "write_json", "read_json", "save_model", "load_model"]
-WEIGHT_DTYPES = ("float32", "float16", "int8")
-"""Storage of a model's matrices: ``int8`` keeps one float32 scale per row (the last axis), a quarter of
-float32's size; vectors (biases, norms, input normalisation) stay float32. Loading restores float32."""
+WEIGHT_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.int8: "int8"}
+"""Storage of a model's weights, by the name ``config.json`` records: ``float16`` halves every floating
+tensor; ``int8`` stores matrices with one float32 scale per row (the last axis), a quarter of float32's
+size, and keeps vectors (biases, norms, input normalisation) float32. Loading restores float32."""
 INT8_SCALE = ".int8_scale"
 
 
@@ -36,16 +37,18 @@ def read_json(path: Path) -> dict:
     return read_any_json(path, _checkpoint_config, what="checkpoint config")
 
 
-def compress_weights(tensors: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
-    """``tensors`` with every floating matrix stored as ``dtype`` (see :data:`WEIGHT_DTYPES`)."""
+def compress_weights(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``tensors`` with every floating matrix stored as ``dtype`` (one of :data:`WEIGHT_DTYPES`)."""
     if dtype not in WEIGHT_DTYPES:
-        raise FastBFMError(f"unknown weight storage {dtype!r}: choose one of {', '.join(WEIGHT_DTYPES)}")
+        raise FastBFMError(f"unknown weight storage {dtype}: choose one of {', '.join(map(str, WEIGHT_DTYPES))}")
     out = {}
     for name, t in tensors.items():
-        if dtype == "float32" or t.dim() < 2 or not t.is_floating_point():
+        if dtype == torch.float32 or not t.is_floating_point():
             out[name] = t
-        elif dtype == "float16":
+        elif dtype == torch.float16:
             out[name] = t.half()
+        elif t.dim() < 2:
+            out[name] = t
         else:
             scale = t.float().abs().amax(-1, keepdim=True).clamp_min(1e-12) / 127
             out[name] = torch.round(t.float() / scale).to(torch.int8)
@@ -66,11 +69,14 @@ def decompress_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return out
 
 
-def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None = None, weights: str = "float32") -> Path:
-    """Write ``model`` to ``folder``; ``weights`` stores its matrices as float32, float16 or int8."""
+def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` to ``folder``; ``dtype`` (``torch.float16`` or ``torch.int8``) stores its matrices
+    compactly, and loading casts them back to the model's float32."""
+    dtype = torch.float32 if dtype is None else dtype
+    weights = compress_weights(model.state_dict(), dtype)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    digest = save_tensors(folder / MODEL_WEIGHTS, compress_weights(model.state_dict(), weights))
+    digest = save_tensors(folder / MODEL_WEIGHTS, weights)
     config = {
         "format_version": FORMAT_VERSION,
         "algorithm": model.algorithm,
@@ -78,8 +84,8 @@ def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None
         "sha256": {MODEL_WEIGHTS: digest},
         "meta": meta or {},
     }
-    if weights != "float32":
-        config["weights"] = weights
+    if dtype != torch.float32:
+        config["weights"] = WEIGHT_DTYPES[dtype]
     write_json(folder / MODEL_CONFIG, config)
     return folder
 
@@ -101,7 +107,7 @@ def load_model(folder: str | Path) -> nn.Module:
     except (TypeError, KeyError, FastBFMError) as e:
         raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: {e}") from e
     weights = load_tensors(folder / MODEL_WEIGHTS, config.get("sha256", {}).get(MODEL_WEIGHTS))
-    if config.get("weights", "float32") not in WEIGHT_DTYPES:
+    if config.get("weights", "float32") not in WEIGHT_DTYPES.values():
         raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: unknown weight storage {config['weights']!r}")
     weights = decompress_weights(weights)
     try:

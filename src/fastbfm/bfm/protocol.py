@@ -50,7 +50,13 @@ class LatentSampling:
     """Random latents: ``project`` of standard normal draws (uniform on the sphere when ``project`` normalises)."""
 
     def sample_z(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.project(torch.randn(n, self.z_dim, generator=generator))
+        # on the generator's device, else on the model's: a model on a GPU samples there
+        if generator is not None:
+            device = generator.device
+        else:
+            weights = next(iter(self.state_dict().values()), None) if isinstance(self, torch.nn.Module) else None
+            device = weights.device if weights is not None else None
+        return self.project(torch.randn(n, self.z_dim, generator=generator, device=device))
 
 
 class ForwardBackwardInference(LatentSampling):

@@ -30,6 +30,7 @@ from fastbfm.bfm.checkpoint import (
     write_json,
 )
 from fastbfm.bfm.algorithms import build_model, get_algorithm, preset
+from fastbfm.bfm.metrics_log import METRICS_FILE, open_metrics_log, tensorboard_writer_class
 from fastbfm.data.dataset import load_dataset
 from fastbfm.envs.registry import domain_for_dims
 from fastbfm.errors import FastBFMError
@@ -79,7 +80,7 @@ def _restore_checkpoint(run_dir: Path, trainer) -> tuple[int, float]:
     for name, opt in trainer.optimizers().items():
         restore_optimizer(name, opt, tensors, state["optimizers"][name])
     trainer.generator.set_state(tensors["rng"])
-    _truncate_metrics(run_dir / "metrics.jsonl", int(state["step"]))
+    _truncate_metrics(run_dir / METRICS_FILE, int(state["step"]))
     for tmp in run_dir.glob("*.tmp"):  # left by a write that was killed
         tmp.unlink()
     return int(state["step"]), float(state["wall_time_s"])
@@ -135,6 +136,7 @@ def pretrain(
     train_overrides: dict | None = None,
     resimulate: bool = False,
     algorithm: str = "fb",
+    tensorboard: bool = False,
 ) -> Path:
     """Train a BFM (``algorithm``: fb, hilp or psm) on a reward-free dataset; resumes if ``run_dir``
     holds a checkpoint.
@@ -142,7 +144,10 @@ def pretrain(
     ``init_from`` starts a new run from the weights (and input normalisation) of a model checkpoint,
     with fresh optimisers and targets copied from it: continued pretraining, e.g. with another discount.
     ``train_overrides`` replaces fields of the preset's train config (e.g. ``discount``).
+    ``tensorboard`` also writes the metric rows as TensorBoard event files in ``run_dir``.
     """
+    if tensorboard:
+        tensorboard_writer_class()  # a missing package is refused before the dataset is read
     torch.set_num_threads(threads)
     algo = get_algorithm(algorithm)
     dataset = load_dataset(dataset_dir, resimulate=resimulate)
@@ -186,7 +191,7 @@ def pretrain(
     start = time.perf_counter() - wall_time
     if step and step >= train_config.num_updates:
         _save_checkpoint(run_dir, trainer, step, wall_time, meta)  # nothing to train: repair the model files
-    with open(run_dir / "metrics.jsonl", "a") as log:
+    with open_metrics_log(run_dir, tensorboard, resume_step=step) as log:
         while step < train_config.num_updates:
             metrics = trainer.update(trainer.sample_batch(data))
             step += 1
@@ -202,8 +207,7 @@ def pretrain(
             if step % log_every == 0 or step == train_config.num_updates:
                 n = (step - 1) % log_every + 1
                 row = {"step": step, "time_s": round(time.perf_counter() - start, 2), **{k: v / n for k, v in sums.items()}}
-                log.write(json.dumps(row) + "\n")
-                log.flush()
+                log.write(row)
                 bar.set_postfix(q=f"{row['actor_q']:.3g}")
                 sums.clear()
             if step % checkpoint_every == 0 or step == train_config.num_updates:

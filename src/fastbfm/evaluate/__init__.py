@@ -1,1 +1,1 @@
-"""Batched rollouts and the experiments behind `eval`, `adapt` and `demo`."""
+"""The experiments behind `eval`, `adapt` and `demo`, and the resumable grids (rollouts: `fastbfm.rollout`)."""

@@ -78,12 +78,14 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
 
 
 def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: float = 0.0, plugins: tuple = (),
-             discount: float | None = None) -> dict:
+             discount: float | None = None, device: str = "cpu") -> dict:
     """Run one cell in this process; returns what its JSON file holds (the caller writes it, so Ray
     workers need no shared filesystem). ``plugins``: the methods the caller registered at run time;
-    ``discount``: for models that record none (Meta Motivo's)."""
+    ``discount``: for models that record none (Meta Motivo's); ``device``: where the cell's model runs
+    (``auto``: this worker's CUDA device when it has one)."""
     import torch
 
+    from fastbfm.bfm.placement import place, resolve_device
     from fastbfm.envs import get_task
     from fastbfm.evaluate.experiments import adapt, zero_shot
     from fastbfm.models import load_model
@@ -91,7 +93,7 @@ def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: floa
     torch.set_num_threads(1)
     for method in plugins:
         registry.register(method)
-    model = load_model(cell.model, discount=discount)
+    model = place(load_model(cell.model, discount=discount), resolve_device(device))
     task = get_task(cell.task)
     dataset = _domain_dataset(task.domain)
     if cell.method == ZERO_SHOT:
@@ -171,8 +173,14 @@ def run_grid(
     ray_address: str | None = None,
     progress: bool = True,
     discount: float | None = None,
+    device: str = "cpu",
 ) -> dict:
-    """``discount``: the training discount of models that record none (Meta Motivo's)."""
+    """``discount``: the training discount of models that record none (Meta Motivo's). ``device``: where
+    each cell's model runs, resolved in the worker (results do not depend on it beyond float rounding,
+    so it is not part of the grid's budget)."""
+    from fastbfm.bfm.placement import resolve_device
+
+    resolve_device(device)  # refuse an unavailable device here, before any worker starts
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FastBFMError(f"--out {out} is a file, not a folder")
@@ -190,11 +198,11 @@ def run_grid(
             collect_default_dataset(domain, progress=progress)
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="grid", unit="cell", disable=not progress)
     if todo and ray_address:
-        _run_on_ray(todo, (episodes, eval_episodes, eval_every, registry.plugins(), discount), out, ray_address, bar)
+        _run_on_ray(todo, (episodes, eval_episodes, eval_every, registry.plugins(), discount, device), out, ray_address, bar)
     elif todo:
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MuJoCo state
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(run_cell, c, episodes, eval_episodes, eval_every, registry.plugins(), discount): c for c in todo}
+            futures = {pool.submit(run_cell, c, episodes, eval_episodes, eval_every, registry.plugins(), discount, device): c for c in todo}
             for future in as_completed(futures):
                 write_json(out / "cells" / futures[future].file_name, future.result())
                 bar.update(1)

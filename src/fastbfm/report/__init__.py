@@ -1,1 +1,1 @@
-"""Plots and model cards."""
+"""Run folders, plots, videos, the HTML report, the adaptation summary and model cards."""
