@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from dataclasses import asdict
@@ -11,9 +12,11 @@ from typing import Optional
 import typer
 from typer.exceptions import TyperException
 
+from fastbfm import schemas as lim
 from fastbfm.adapt import methods as registry
 from fastbfm.adapt.lola import LoLAConfig
 from fastbfm.errors import FastBFMError
+from fastbfm.locks import folder_lock
 
 app = typer.Typer(
     add_completion=False,
@@ -75,10 +78,10 @@ def _tasks(names: list[str]):
 def collect(
     out: Path = typer.Option(..., help="Folder for the episodes (ExORL layout, one .npz per episode)."),
     domain: str = typer.Option("point_mass_maze", help="Domain to explore (see `fastbfm tasks`)."),
-    episodes: Optional[int] = typer.Option(None, min=1, help="Number of episodes (default: the domain's recipe, 1M transitions)."),
-    segment_length: Optional[int] = typer.Option(None, min=1, help="Steps per episode (default: the domain's recipe)."),
-    num_envs: int = typer.Option(50, min=1, help="Simulations stepped together."),
-    seed: int = typer.Option(0, help="Seed of the explorer."),
+    episodes: Optional[int] = typer.Option(None, min=1, max=lim.MAX_COLLECT_EPISODES, help="Number of episodes (default: the domain's recipe, 1M transitions)."),
+    segment_length: Optional[int] = typer.Option(None, min=1, max=lim.MAX_SEGMENT, help="Steps per episode (default: the domain's recipe)."),
+    num_envs: int = typer.Option(50, min=1, max=lim.MAX_NUM_ENVS, help="Simulations stepped together."),
+    seed: int = typer.Option(0, min=0, max=lim.MAX_SEED, help="Seed of the explorer."),
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -136,10 +139,10 @@ def pretrain(
     out: Path = typer.Option(..., help="Run folder: checkpoints, metrics.jsonl. Rerun to resume."),
     algorithm: str = typer.Option("fb", help="BFM to train: fb, hilp or psm."),
     preset: str = typer.Option("cpu", help="Named preset: 'cpu' (about an hour on 2 cores) or 'paper' (GPU scale)."),
-    updates: Optional[int] = typer.Option(None, min=1, help="Number of gradient updates (default: the preset's)."),
-    checkpoint_every: int = typer.Option(5000, min=1, help="Updates between checkpoints."),
-    seed: int = typer.Option(0, help="Seed of initialisation, batches and latents."),
-    threads: int = typer.Option(2, min=1, help="Torch threads."),
+    updates: Optional[int] = typer.Option(None, min=1, max=lim.MAX_UPDATES, help="Number of gradient updates (default: the preset's)."),
+    checkpoint_every: int = typer.Option(5000, min=1, max=lim.MAX_UPDATES, help="Updates between checkpoints."),
+    seed: int = typer.Option(0, min=0, max=lim.MAX_SEED, help="Seed of initialisation, batches and latents."),
+    threads: int = typer.Option(2, min=1, max=lim.MAX_THREADS, help="Torch threads."),
     init_from: Optional[str] = typer.Option(None, help="Start from this model's weights (shipped name or checkpoint folder), fresh optimisers."),
     discount: Optional[float] = typer.Option(None, min=0.0, max=0.9999, help="Override the preset's discount."),
     lr_f: Optional[float] = typer.Option(None, min=0.0, help="Override the preset's learning rate of F (fb only)."),
@@ -173,7 +176,7 @@ def pretrain(
         algorithm=algorithm,
         tensorboard=tensorboard,
     )
-    meta = read_json(out / "config.json")["meta"]
+    meta = read_json(out / "config.json", lim.ModelConfigFile)["meta"]
     payload = {"out": str(out), "algorithm": algorithm, "updates": meta["updates"], "wall_time_s": meta["wall_time_s"], "preset": preset}
     _emit(payload, as_json, f"trained {meta['updates']} updates in {meta['wall_time_s']} s -> {out}")
 
@@ -182,14 +185,14 @@ def pretrain(
 def eval_(
     model: str = typer.Option(..., help="Shipped model name (see `fastbfm models`) or checkpoint folder."),
     task: list[str] = typer.Option(..., help="Task as domain:task; repeat for several."),
-    episodes: int = typer.Option(10, min=1, help="Evaluation episodes per task."),
+    episodes: int = typer.Option(10, min=1, max=lim.MAX_EVAL_EPISODES, help="Evaluation episodes per task."),
     data: Optional[Path] = typer.Option(None, help="Dataset for reward inference (default: the domain's exploration data)."),
     resimulate: bool = RESIM_OPT,
-    samples: int = typer.Option(50_000, min=1, help="Labelled samples for reward inference."),
+    samples: int = typer.Option(50_000, min=1, max=lim.MAX_SAMPLES, help="Labelled samples for reward inference."),
     goal: Optional[str] = typer.Option(
         None, help="Prompt with a goal observation instead of rewards, comma-separated (maze: x,y,vx,vy)."
     ),
-    seed: int = typer.Option(0, help="Seed of the inference samples and the evaluation start states."),
+    seed: int = typer.Option(0, min=0, max=lim.MAX_SEED, help="Seed of the inference samples and the evaluation start states."),
     device: str = DEVICE_OPT,
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
@@ -226,14 +229,14 @@ def adapt(
     ),
     state_latent: bool = typer.Option(False, help="ReLA: a state-conditioned latent z(s) = project(z_r + delta(s)) instead of one global latent."),
     warm_start: bool = typer.Option(False, help="OpTI: centre the prior on the zero-shot reward embedding (uses labelled samples)."),
-    episodes: int = typer.Option(registry.MethodOptions.episodes, min=0, help="Adaptation budget in episodes."),
-    seeds: int = typer.Option(3, min=1, help="Number of seeds (first_seed..first_seed+seeds-1)."),
-    first_seed: int = typer.Option(0, min=0, help="First seed; e.g. 100 to tune on seeds disjoint from reported ones."),
-    candidates: Optional[int] = typer.Option(None, min=2, help=f"Latents rolled out per iteration (LoLA's k; the search's population); default {LoLAConfig.num_candidates}."),
-    horizon: Optional[int] = typer.Option(None, min=1, help=f"LoLA and CMA-ES with lookahead: lookahead steps before bootstrapping (H); default {LoLAConfig.horizon}."),
+    episodes: int = typer.Option(registry.MethodOptions.episodes, min=0, max=lim.MAX_EPISODES, help="Adaptation budget in episodes."),
+    seeds: int = typer.Option(3, min=1, max=lim.MAX_SEEDS, help="Number of seeds (first_seed..first_seed+seeds-1)."),
+    first_seed: int = typer.Option(0, min=0, max=lim.MAX_SEED - lim.MAX_SEEDS, help="First seed; e.g. 100 to tune on seeds disjoint from reported ones."),
+    candidates: Optional[int] = typer.Option(None, min=2, max=lim.MAX_CANDIDATES, help=f"Latents rolled out per iteration (LoLA's k; the search's population); default {LoLAConfig.num_candidates}."),
+    horizon: Optional[int] = typer.Option(None, min=1, max=lim.MAX_STEPS, help=f"LoLA and CMA-ES with lookahead: lookahead steps before bootstrapping (H); default {LoLAConfig.horizon}."),
     sigma: Optional[float] = typer.Option(None, help=f"Latent perturbation std per coordinate (the search's initial step); default {LoLAConfig.sigma}."),
     lr: Optional[float] = typer.Option(None, help=f"LoLA: Adam step size on the latent mean; default {LoLAConfig.lr}."),
-    eval_episodes: int = typer.Option(registry.MethodOptions.eval_episodes, min=1, help="Evaluation episodes after each adaptation step."),
+    eval_episodes: int = typer.Option(registry.MethodOptions.eval_episodes, min=1, max=lim.MAX_EVAL_EPISODES, help="Evaluation episodes after each adaptation step."),
     discount: Optional[float] = DISCOUNT_OPT,
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot start (default: the domain's exploration data)."),
     resimulate: bool = RESIM_OPT,
@@ -262,17 +265,19 @@ def adapt(
         datasets = {t.domain: None for t in tasks}
     else:
         datasets = {domain: ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate) for domain in {t.domain for t in tasks}}
-    results = [run_adapt(bfm, t, datasets[t.domain], config, list(range(first_seed, first_seed + seeds)), progress=not quiet) for t in tasks]
-    if plot:
-        curves = {r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results}
-        plot_adaptation_curves(curves, plot, method=entry.label)
-    payload = {"model": model, "results": results}
-    if out:
-        from fastbfm.report.run import write_run
+    # a second `adapt --out` into the same folder is refused now, not after both have run
+    with folder_lock(out, "fastbfm adapt --out") if out else contextlib.nullcontext():
+        results = [run_adapt(bfm, t, datasets[t.domain], config, list(range(first_seed, first_seed + seeds)), progress=not quiet) for t in tasks]
+        if plot:
+            curves = {r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results}
+            plot_adaptation_curves(curves, plot, method=entry.label)
+        payload = {"model": model, "results": results}
+        if out:
+            from fastbfm.report.run import write_run
 
-        plot_adaptation_curves({r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results},
-                               out / "adaptation_curves.png", method=entry.label)
-        payload["files"] = {k: str(v) for k, v in write_run(out, payload).items()}
+            plot_adaptation_curves({r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results},
+                                   out / "adaptation_curves.png", method=entry.label)
+            payload["files"] = {k: str(v) for k, v in write_run(out, payload).items()}
     _emit(payload, as_json, _adapt_table(results, episodes, method) + (f"\n\nrun folder: {out}" if out else ""))
 
 
@@ -296,11 +301,11 @@ def grid(
         [registry.ZERO_SHOT, registry.DEFAULT_METHOD],
         help=f"{registry.ZERO_SHOT}, " + ", ".join(registry.METHODS) + f", {registry.ORACLE} (the headroom yardstick); repeat."
     ),
-    seeds: int = typer.Option(3, min=1, help="Seeds 0..N-1 per cell."),
-    episodes: int = typer.Option(20, min=1, help="Adaptation budget in episodes."),
-    eval_episodes: int = typer.Option(10, min=1, help="Evaluation episodes at each point of a curve."),
+    seeds: int = typer.Option(3, min=1, max=lim.MAX_SEEDS, help="Seeds 0..N-1 per cell."),
+    episodes: int = typer.Option(20, min=1, max=lim.MAX_EPISODES, help="Adaptation budget in episodes."),
+    eval_episodes: int = typer.Option(10, min=1, max=lim.MAX_EVAL_EPISODES, help="Evaluation episodes at each point of a curve."),
     eval_every: float = typer.Option(0.0, min=0.0, help="Evaluate every this many episodes of budget (0: after every step of a method)."),
-    workers: int = typer.Option(2, min=1, help="Local worker processes (one torch thread each)."),
+    workers: int = typer.Option(2, min=1, max=lim.MAX_WORKERS, help="Local worker processes (one torch thread each)."),
     ray_address: Optional[str] = typer.Option(None, help="Run the cells as Ray tasks on this cluster (pip install 'fastbfm[ray]')."),
     discount: Optional[float] = DISCOUNT_OPT,
     device: str = typer.Option(
@@ -345,10 +350,10 @@ def summarize(
 def headroom(
     model: str = typer.Option(..., help="Shipped model name or checkpoint folder."),
     task: list[str] = typer.Option(..., help="Task as domain:task; repeat for several."),
-    latents: int = typer.Option(256, min=1, help="Candidate latents: around the zero-shot latent and on the whole sphere."),
-    screen_episodes: int = typer.Option(3, min=1, help="Episodes that screen each candidate."),
-    eval_episodes: int = typer.Option(10, min=1, help="Evaluation episodes of the finalists (the ones adaptation is measured on)."),
-    seed: int = typer.Option(0, help="Seed of the candidates and the episodes."),
+    latents: int = typer.Option(256, min=1, max=lim.MAX_BATCH_ENVS, help="Candidate latents: around the zero-shot latent and on the whole sphere."),
+    screen_episodes: int = typer.Option(3, min=1, max=lim.MAX_EVAL_EPISODES, help="Episodes that screen each candidate."),
+    eval_episodes: int = typer.Option(10, min=1, max=lim.MAX_EVAL_EPISODES, help="Evaluation episodes of the finalists (the ones adaptation is measured on)."),
+    seed: int = typer.Option(0, min=0, max=lim.MAX_SEED, help="Seed of the candidates and the episodes."),
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot latent (default: the domain's exploration data)."),
     device: str = DEVICE_OPT,
     as_json: bool = JSON_OPT,
@@ -392,7 +397,7 @@ def models(as_json: bool = JSON_OPT):
 
     rows = []
     for name in shipped_models():
-        config = read_json(ZOO_DIR / name / "config.json")
+        config = read_json(ZOO_DIR / name / "config.json", lim.ModelConfigFile)
         meta = config["meta"]
         rows.append({"name": name, "algorithm": config["algorithm"], "domain": meta.get("domain"), "updates": meta.get("updates"),
                      "discount": meta.get("train", {}).get("discount")})
@@ -403,8 +408,8 @@ def models(as_json: bool = JSON_OPT):
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Folder for the curves PNG and results JSON."),
-    episodes: int = typer.Option(20, min=1, help="LoLA budget in episodes."),
-    seeds: int = typer.Option(3, min=1, help="Seeds per task."),
+    episodes: int = typer.Option(20, min=1, max=lim.MAX_EPISODES, help="LoLA budget in episodes."),
+    seeds: int = typer.Option(3, min=1, max=lim.MAX_SEEDS, help="Seeds per task."),
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -416,9 +421,9 @@ def demo(
     _emit(results, as_json, table)
 
 
-VIDEO_EVERY_OPT = typer.Option(4, min=1, help="Render every N-th control step (a 1000-step episode gives 1000/N frames).")
-VIDEO_FPS_OPT = typer.Option(25, min=1, help="Frames per second of the video.")
-VIDEO_STEPS_OPT = typer.Option(None, min=1, help="Control steps to simulate (default: a whole episode, 1000).")
+VIDEO_EVERY_OPT = typer.Option(4, min=1, max=lim.MAX_STEPS, help="Render every N-th control step (a 1000-step episode gives 1000/N frames).")
+VIDEO_FPS_OPT = typer.Option(25, min=1, max=lim.MAX_FPS, help="Frames per second of the video.")
+VIDEO_STEPS_OPT = typer.Option(None, min=1, max=lim.MAX_STEPS, help="Control steps to simulate (default: a whole episode, 1000).")
 CAMERA_OPT = typer.Option(None, help="MuJoCo camera name or index (default: the domain's, one that keeps the body in view).")
 
 
@@ -433,13 +438,13 @@ def render(
         "`fastbfm adapt --out` (or `fastbfm demo`): its zero-shot and adapted latents side by side.",
     ),
     method: Optional[str] = typer.Option(None, help="With --z-from RESULTS holding several methods for the task: which one."),
-    adapted_seed: Optional[int] = typer.Option(None, help="With --z-from RESULTS: the adaptation seed whose final latent is shown (default: the first)."),
-    seed: int = typer.Option(0, help="Seed of the start state, the same for every panel (each return shown is a 1-episode evaluation with this seed)."),
+    adapted_seed: Optional[int] = typer.Option(None, min=0, max=lim.MAX_SEED, help="With --z-from RESULTS: the adaptation seed whose final latent is shown (default: the first)."),
+    seed: int = typer.Option(0, min=0, max=lim.MAX_SEED, help="Seed of the start state, the same for every panel (each return shown is a 1-episode evaluation with this seed)."),
     steps: Optional[int] = VIDEO_STEPS_OPT,
     every: int = VIDEO_EVERY_OPT,
     fps: int = VIDEO_FPS_OPT,
-    width: int = typer.Option(320, min=16, help="Width of each panel in pixels."),
-    height: int = typer.Option(240, min=16, help="Height of each panel in pixels (a label strip is added above)."),
+    width: int = typer.Option(320, min=16, max=lim.MAX_PIXELS, help="Width of each panel in pixels."),
+    height: int = typer.Option(240, min=16, max=lim.MAX_PIXELS, help="Height of each panel in pixels (a label strip is added above)."),
     camera: Optional[str] = CAMERA_OPT,
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot latent (default: the domain's exploration data)."),
     resimulate: bool = RESIM_OPT,
@@ -493,13 +498,13 @@ def report(
     out: Optional[Path] = typer.Option(None, help="HTML file to write (default: RUN_DIR/report.html)."),
     model: Optional[str] = typer.Option(None, help="With --videos: the model (default: the one named in results.json)."),
     video_format: str = typer.Option("gif", help="With --videos: gif or mp4 (mp4 needs imageio-ffmpeg)."),
-    adapted_seed: Optional[int] = typer.Option(None, help="With --videos: the adaptation seed whose latent is shown (default: the first)."),
-    seed: int = typer.Option(0, help="With --videos: seed of the start state."),
+    adapted_seed: Optional[int] = typer.Option(None, min=0, max=lim.MAX_SEED, help="With --videos: the adaptation seed whose latent is shown (default: the first)."),
+    seed: int = typer.Option(0, min=0, max=lim.MAX_SEED, help="With --videos: seed of the start state."),
     steps: Optional[int] = VIDEO_STEPS_OPT,
-    every: int = typer.Option(5, min=1, help="With --videos: render every N-th control step."),
+    every: int = typer.Option(5, min=1, max=lim.MAX_STEPS, help="With --videos: render every N-th control step."),
     fps: int = VIDEO_FPS_OPT,
-    width: int = typer.Option(256, min=16, help="With --videos: width of each panel in pixels."),
-    height: int = typer.Option(192, min=16, help="With --videos: height of each panel in pixels."),
+    width: int = typer.Option(256, min=16, max=lim.MAX_PIXELS, help="With --videos: width of each panel in pixels."),
+    height: int = typer.Option(192, min=16, max=lim.MAX_PIXELS, help="With --videos: height of each panel in pixels."),
     camera: Optional[str] = CAMERA_OPT,
     data: Optional[Path] = typer.Option(None, help="With --videos, for label-free methods: dataset of the zero-shot latent."),
     as_json: bool = JSON_OPT,
@@ -551,9 +556,9 @@ app.add_typer(bench_app, name="bench")
 @bench_app.command("sim")
 def bench_sim(
     task: str = typer.Option("walker:walk", help="Task whose domain is simulated."),
-    envs: int = typer.Option(64, min=1, help="Simulations in the batch."),
-    hidden: int = typer.Option(256, min=8, help="Width of the FB actor that drives them."),
-    steps: int = typer.Option(300, min=10, help="Steps per measurement."),
+    envs: int = typer.Option(64, min=1, max=lim.MAX_BATCH_ENVS, help="Simulations in the batch."),
+    hidden: int = typer.Option(256, min=8, max=lim.MAX_HIDDEN, help="Width of the FB actor that drives them."),
+    steps: int = typer.Option(300, min=10, max=lim.MAX_STEPS, help="Steps per measurement."),
     as_json: bool = JSON_OPT,
 ):
     """Closed-loop env-steps/s: fastbfm's batched rollout vs dm_control's env.step loop vs raw physics."""
@@ -575,7 +580,7 @@ def bench_sim(
 @bench_app.command("relabel")
 def bench_relabel(
     task: str = typer.Option("walker:walk", help="Task whose reward is relabelled."),
-    samples: int = typer.Option(50_000, min=100, help="Transitions to relabel."),
+    samples: int = typer.Option(50_000, min=100, max=lim.MAX_SAMPLES, help="Transitions to relabel."),
     as_json: bool = JSON_OPT,
 ):
     """Vectorised relabelling vs the per-sample dm_control loop on the same states."""
@@ -593,8 +598,8 @@ def bench_relabel(
 @bench_app.command("train")
 def bench_train(
     domain: str = typer.Option("walker", help="Domain whose observation and action sizes the networks take."),
-    updates: int = typer.Option(200, min=10, help="Timed updates per algorithm."),
-    threads: int = typer.Option(2, min=1, help="Torch threads."),
+    updates: int = typer.Option(200, min=10, max=lim.MAX_UPDATES, help="Timed updates per algorithm."),
+    threads: int = typer.Option(2, min=1, max=lim.MAX_THREADS, help="Torch threads."),
     as_json: bool = JSON_OPT,
 ):
     """Gradient updates per second of each algorithm at its cpu preset."""

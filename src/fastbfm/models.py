@@ -18,6 +18,7 @@ from fastbfm.envs.registry import domain_for_dims
 from fastbfm.errors import FastBFMError
 from fastbfm.interop.metamotivo import load_metamotivo, looks_like_metamotivo
 from fastbfm.interop.metamotivo.loader import find_checkpoint
+from fastbfm.schemas import ModelConfigFile
 from fastbfm.zoo import resolve_model
 
 
@@ -50,5 +51,5 @@ def model_domain(source: str | Path) -> str | None:
     if model_format(folder) == "metamotivo":
         _, config, _ = find_checkpoint(folder)
         return domain_for_dims(config["obs_dim"], config["action_dim"])
-    config = read_json(folder / MODEL_CONFIG)
+    config = read_json(folder / MODEL_CONFIG, ModelConfigFile)
     return config.get("meta", {}).get("domain") or domain_for_dims(config["model"]["obs_dim"], config["model"]["action_dim"])

@@ -8,10 +8,12 @@ import torch
 from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
+from fastbfm.schemas import check_seed
 
 
 def eval_start_states(task: Task, episodes: int, seed: int) -> np.ndarray:
     """The seeded start states of evaluation: the same for every latent compared under one seed."""
+    check_seed(seed)
     return get_domain(task.domain).sample_initial_state(np.random.default_rng([seed, 7919]), episodes)
 
 
@@ -72,5 +74,5 @@ def run_policy(env: BatchedEnv, starts: np.ndarray, policy) -> np.ndarray:
 def random_policy_returns(task: Task, episodes: int = 10, seed: int = 0) -> np.ndarray:
     """Returns of uniform random actions from the same seeded start states as :func:`evaluate_latent`."""
     env = BatchedEnv(task, num_envs=episodes)
-    rng = np.random.default_rng([seed, 104729])
+    rng = np.random.default_rng([check_seed(seed), 104729])
     return run_policy(env, eval_start_states(task, episodes, seed), lambda obs: rng.uniform(-1, 1, (episodes, env.domain.action_dim)))

@@ -23,6 +23,7 @@ A user with another simulator, or a real system, writes the same loop around the
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 
@@ -36,6 +37,7 @@ from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
 from fastbfm.rollout import SeedEvaluator
+from fastbfm.schemas import check_seed
 
 
 class Adapter(ABC):
@@ -45,7 +47,7 @@ class Adapter(ABC):
     """The method's name in errors and progress bars."""
 
     def __init__(self, model: BFM, seed: int, rollouts: int, shared_start: bool):
-        self.model, self.seed = model, seed
+        self.model, self.seed = model, check_seed(seed)
         self.rollouts, self.shared_start = rollouts, shared_start
         self.start_rng = np.random.default_rng([seed, 1])
         """Draws the start states of the rounds that do not resume."""
@@ -146,6 +148,11 @@ def run_adapters(
         if any(a.rollouts != n or a.next_horizon() != H for a in adapters):
             raise FastBFMError("adapters run in lockstep must share their rounds (one method, one configuration)")
         if spent + n * H > budget or first.done:
+            if rounds == 0 and episodes > 0:
+                # reporting the zero-shot start as the method's result would pass for "no gain"
+                least = f"at least {math.ceil(n * H / T)} episodes" if spent + n * H > budget else "a larger budget"
+                raise FastBFMError(f"{label}: a budget of {episodes} episodes is less than one round of the method "
+                                   f"({n} rollouts of {H} steps = {n * H / T:g} episodes); give it {least}")
             break
         start = time.perf_counter()
         if n not in envs:

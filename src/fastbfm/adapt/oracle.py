@@ -20,6 +20,7 @@ from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
 from fastbfm.rollout import eval_start_states, run_episodes
+from fastbfm.schemas import check_seed
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class OracleConfig:
             raise FastBFMError("the oracle needs num_latents, screen_episodes, finalists and eval_episodes >= 1 and one sigma or more")
         if not 0 <= self.sphere_fraction <= 1:
             raise FastBFMError("sphere_fraction lies in [0, 1]")
+        check_seed(self.seed)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from torch import nn
 from fastbfm.errors import FastBFMError
 from fastbfm.io import atomic_write, load_tensors, save_tensors, write_json
 from fastbfm.io import read_json as read_any_json
+from fastbfm.schemas import ModelConfigFile, validate
 
 FORMAT_VERSION = 1
 MODEL_WEIGHTS, MODEL_CONFIG = "model.safetensors", "config.json"
@@ -32,9 +33,15 @@ def _checkpoint_config(data, path: Path) -> dict:
     return data
 
 
-def read_json(path: Path) -> dict:
-    """A checkpoint's JSON (``config.json``, the trainer state), with its format version checked."""
-    return read_any_json(path, _checkpoint_config, what="checkpoint config")
+def read_json(path: Path, schema: type | None = None) -> dict:
+    """A checkpoint's JSON (``config.json``, the trainer state), with its format version checked, and
+    validated against ``schema`` (a model of :mod:`fastbfm.schemas`) when given."""
+
+    def check(data, path: Path) -> dict:
+        data = _checkpoint_config(data, path)
+        return data if schema is None else validate(path, data, schema, "corrupt checkpoint config")
+
+    return read_any_json(path, check, what="checkpoint config")
 
 
 def compress_weights(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
@@ -98,8 +105,8 @@ def load_model(folder: str | Path) -> nn.Module:
     folder = Path(folder)
     if not folder.is_dir():
         raise FastBFMError(f"checkpoint not found: {folder}")
-    config = read_json(folder / MODEL_CONFIG)
-    algorithm = config.get("algorithm")
+    config = read_json(folder / MODEL_CONFIG, ModelConfigFile)
+    algorithm = config["algorithm"]
     if algorithm not in ALGORITHMS:
         raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: unknown algorithm {algorithm!r}")
     try:
@@ -139,4 +146,8 @@ def restore_optimizer(name: str, optimizer: torch.optim.Optimizer, tensors: dict
         if key.startswith(prefix):
             idx, field = key[len(prefix) :].split(".", 1)
             state.setdefault(int(idx), {})[field] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+    except (ValueError, KeyError, TypeError) as e:
+        # param groups that do not fit this optimizer (sizes, keys): the trainer state is not this run's
+        raise FastBFMError(f"corrupt trainer state: optimizer '{name}' does not fit its saved state ({str(e).strip().splitlines()[0]})") from e

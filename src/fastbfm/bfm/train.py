@@ -34,6 +34,7 @@ from fastbfm.bfm.metrics_log import METRICS_FILE, open_metrics_log, tensorboard_
 from fastbfm.data.dataset import load_dataset
 from fastbfm.envs.registry import domain_for_dims
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import ModelConfigFile, TrainerStateFile, check_seed
 
 TRAINER_WEIGHTS, TRAINER_STATE = "trainer.safetensors", "trainer.json"
 
@@ -69,7 +70,7 @@ def _save_checkpoint(run_dir: Path, trainer, step: int, wall_time: float, meta: 
 
 
 def _restore_checkpoint(run_dir: Path, trainer) -> tuple[int, float]:
-    state = read_json(run_dir / TRAINER_STATE)
+    state = read_json(run_dir / TRAINER_STATE, TrainerStateFile)
     weights = state.get("weights", TRAINER_WEIGHTS)
     tensors = load_tensors(run_dir / weights, state["sha256"][weights])
     if any(k.startswith("model.") for k in tensors):
@@ -106,7 +107,7 @@ def _resumable_model(run_dir: Path):
     try:
         return load_model(run_dir)
     except FastBFMError:
-        config = read_json(run_dir / "config.json")
+        config = read_json(run_dir / "config.json", ModelConfigFile)
         model = build_model(config["algorithm"], config["model"])
         model.meta = config.get("meta", {})
         return model
@@ -146,6 +147,7 @@ def pretrain(
     ``train_overrides`` replaces fields of the preset's train config (e.g. ``discount``).
     ``tensorboard`` also writes the metric rows as TensorBoard event files in ``run_dir``.
     """
+    check_seed(seed)
     if tensorboard:
         tensorboard_writer_class()  # a missing package is refused before the dataset is read
     torch.set_num_threads(threads)

@@ -22,6 +22,8 @@ from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Domain, get_domain
 from fastbfm.errors import FastBFMError
 from fastbfm.io import sha256_file
+from fastbfm.locks import folder_lock
+from fastbfm.schemas import MAX_COLLECT_EPISODES, MAX_NUM_ENVS, MAX_ROUND_STEPS, MAX_SEGMENT, check_seed
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,16 @@ class CollectConfig:
     segment_length: int | None = None
     """Steps per stored episode (default: the domain's episode length). Shorter segments return to rare
     cells more often: a walker that has just reached a rare standing state falls within ~100 steps."""
+
+    def __post_init__(self):
+        check_seed(self.seed)
+        for name, value, top in (("episodes", self.episodes, MAX_COLLECT_EPISODES), ("num_envs", self.num_envs, MAX_NUM_ENVS),
+                                 ("segment_length", self.segment_length or 1, MAX_SEGMENT)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+                raise FastBFMError(f"{name} must be an integer from 1 to {top}, got {value!r}")
+        if self.num_envs * (self.segment_length or 1000) > MAX_ROUND_STEPS:
+            raise FastBFMError(f"a round of num_envs x segment_length = {self.num_envs} x {self.segment_length or 1000} steps "
+                               f"exceeds {MAX_ROUND_STEPS} (held in memory at once): lower --num-envs")
 
 
 def exploration_features(domain: Domain, obs: np.ndarray) -> np.ndarray:
@@ -92,10 +104,11 @@ def collect(config: CollectConfig, out_dir: str | Path, progress: bool = True) -
     recipe is refused rather than mixed.
     """
     domain = get_domain(config.domain)
-    if config.episodes <= 0 or config.num_envs <= 0 or (config.segment_length is not None and config.segment_length <= 0):
-        raise FastBFMError("episodes, num_envs and segment_length must be positive")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out_dir, "collection"):
+        return _collect(domain, config, Path(out_dir), progress)
+
+
+def _collect(domain: Domain, config: CollectConfig, out_dir: Path, progress: bool) -> Path:
     recipe = asdict(config)
     manifest = read_manifest(out_dir)
     done = _resume_point(out_dir, config, manifest)
@@ -144,7 +157,15 @@ def _resume_point(out_dir: Path, config: CollectConfig, manifest: dict | None) -
     for i, path in enumerate(files):
         if not path.name.startswith(f"episode_{i:06d}_"):
             raise FastBFMError(f"{out_dir} holds {path.name} where episode {i} should be: not this collector's folder; use a new one")
-    if len(files) >= config.episodes:
+    if len(files) > config.episodes:
+        # keeping them would mark complete a dataset larger than its recipe; deleting them would lose data
+        before = (manifest or {}).get("config", {}).get("episodes")
+        asked = f" (episodes {before!r} -> {config.episodes!r})" if before not in (None, config.episodes) else ""
+        raise FastBFMError(
+            f"{out_dir} already holds {len(files)} episodes, more than the {config.episodes} asked{asked}; "
+            f"rerun with --episodes {max(len(files), before or 0)} or use a new folder"
+        )
+    if len(files) == config.episodes:
         return files
     keep = len(files) // config.num_envs * config.num_envs
     for path in files[keep:]:

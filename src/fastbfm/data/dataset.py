@@ -20,6 +20,8 @@ from fastbfm.errors import FastBFMError
 from fastbfm.io import sha256_bytes
 
 EPISODE_KEYS = ("observation", "action", "reward", "discount", "physics")
+MAX_ARRAY_BYTES = 2**31
+"""One stored array (a 1000-step episode of a 100-dimensional state is 0.8 MB)."""
 TMP_PREFIX = ".episode-"  # a killed write leaves only such files, which resuming removes
 
 
@@ -60,14 +62,34 @@ def read_episode(path: Path, sha256: str | None = None) -> dict[str, np.ndarray]
         # numpy would read anything else as a pickle, and say so: name the real problem
         if not raw.startswith(b"PK"):
             raise FastBFMError(f"corrupt episode {path}: not an .npz archive")
+        _check_sizes(path, raw)
         data = np.load(io.BytesIO(raw), allow_pickle=False)
         with data:
             missing = [k for k in ("observation", "action", "physics") if k not in data]
             if missing:
                 raise FastBFMError(f"corrupt episode {path}: missing arrays {missing}")
-            return {k: data[k] for k in data.files}
+            return {k: data[k] for k in EPISODE_KEYS if k in data}
     except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as e:
         raise FastBFMError(f"corrupt episode {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+
+
+def _check_sizes(path: Path, raw: bytes) -> None:
+    """Refuse an array whose header promises more bytes than its archive member holds: numpy would
+    allocate the promised size before reading (a 1 kB file could ask for terabytes)."""
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy") or info.filename[:-4] not in EPISODE_KEYS:
+                continue
+            if info.file_size > MAX_ARRAY_BYTES:
+                raise FastBFMError(f"corrupt episode {path}: '{info.filename[:-4]}' holds {info.file_size} bytes, more than {MAX_ARRAY_BYTES}")
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(member)
+            if dtype.hasobject:
+                continue  # np.load refuses it (allow_pickle=False) with its own message
+            if math.prod(shape) * dtype.itemsize > info.file_size:
+                raise FastBFMError(f"corrupt episode {path}: '{info.filename[:-4]}' claims shape {shape} of {dtype}, more than its {info.file_size} bytes")
 
 
 @dataclass
@@ -181,9 +203,6 @@ def load_dataset(
         parts["next_physics"].append(physics[1:])
         parts["discount"].append(np.asarray(discount, dtype=np.float32).reshape(len(obs), -1)[1:, 0])
     cat = {k: np.concatenate(v) for k, v in parts.items() if v}
-    for key in ("obs", "action", "next_obs"):
-        if not np.isfinite(cat[key]).all():
-            raise FastBFMError(f"corrupt dataset {folder}: non-finite values in {key}")
     if resimulate:
         domain = domain or _domain_of(Path(folder), cat["obs"].shape[1], cat["action"].shape[1])
         cat["obs"], cat["next_obs"], cat["next_physics"] = _resimulate(domain, cat["physics"], cat["action"])

@@ -17,6 +17,7 @@ import numpy as np
 
 from fastbfm.errors import FastBFMError
 from fastbfm.io import read_json, write_json
+from fastbfm.schemas import MAX_DIM, MAX_ROWS, ManifestFile, validate
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -34,15 +35,29 @@ def array_specs(episode: dict[str, np.ndarray]) -> dict[str, dict]:
     return {k: {"dim": int(v.shape[1]), "dtype": str(v.dtype)} for k, v in episode.items() if k in ARRAYS}
 
 
+def _numeric(array: np.ndarray) -> bool:
+    return np.issubdtype(array.dtype, np.floating) or (np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_)
+
+
 def check_episode(path: Path, episode: dict[str, np.ndarray], specs: dict[str, dict] | None, rows: int | None = None) -> dict[str, dict]:
-    """Rows, dimensions and dtypes of one episode: consistent, numeric, and equal to ``specs`` if given."""
+    """Rows, dimensions, dtypes and values of one episode: consistent, finite numbers, and equal to
+    ``specs`` if given. A NaN in a stored physics state is refused here: MuJoCo would replace it by a
+    reset state when the state is relabelled, with only a warning."""
     for key in ARRAYS:
         array = episode[key]
-        if array.ndim != 2 or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        if array.ndim != 2 or not _numeric(array) or not 1 <= array.shape[1] <= MAX_DIM:
             raise FastBFMError(f"corrupt episode {path}: '{key}' is a {array.dtype} array of shape {array.shape}, expected 2-D numbers")
     lengths = {len(episode[k]) for k in ARRAYS}
-    if len(lengths) != 1 or min(lengths) < 2 or (rows is not None and lengths != {rows}):
+    if len(lengths) != 1 or min(lengths) < 2 or max(lengths) > MAX_ROWS or (rows is not None and lengths != {rows}):
         raise FastBFMError(f"corrupt episode {path}: arrays of lengths {[len(episode[k]) for k in ARRAYS]}" + (f", manifest says {rows}" if rows else ""))
+    discount = episode.get("discount")
+    if discount is not None and (not _numeric(discount) or discount.size != len(episode["observation"])):
+        raise FastBFMError(f"corrupt episode {path}: 'discount' is a {discount.dtype} array of shape {discount.shape}, expected one number per row")
+    for key in (*ARRAYS, "discount"):
+        if key in episode and np.issubdtype(episode[key].dtype, np.floating):
+            bad = np.flatnonzero(~np.isfinite(episode[key]).all(axis=tuple(range(1, episode[key].ndim))))
+            if len(bad):
+                raise FastBFMError(f"corrupt episode {path}: non-finite values in '{key}' (row {bad[0]} of {len(episode[key])})")
     found = array_specs(episode)
     if specs is not None:
         for key in ARRAYS:
@@ -58,12 +73,13 @@ def read_manifest(folder: Path) -> dict | None:
     path = folder / MANIFEST
     if not path.is_file():
         return None
-    data = read_json(path, what="dataset manifest")
+    return read_json(path, _manifest_schema, what="dataset manifest")
+
+
+def _manifest_schema(data, path: Path) -> dict:
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         raise FastBFMError(f"unsupported dataset manifest {path}: expected format_version {FORMAT_VERSION}")
-    if data.get("complete") and not isinstance(data.get("files"), dict):
-        raise FastBFMError(f"corrupt dataset manifest {path}: no file list")
-    return data
+    return validate(path, data, ManifestFile, "corrupt dataset manifest")
 
 
 def check_manifest(folder: Path, files: list[Path], manifest: dict) -> None:

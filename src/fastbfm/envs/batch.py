@@ -16,6 +16,7 @@ import numpy as np
 
 from fastbfm.envs.registry import Domain, Task, get_domain
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import MAX_BATCH_ENVS
 
 
 class BatchFields:
@@ -37,6 +38,11 @@ class BatchedEnv:
     def __init__(self, task: Task | Domain, num_envs: int, nthread: int | None = None, kinematics_only: bool = False):
         self.task = task if isinstance(task, Task) else None
         self.domain = get_domain(task.domain) if isinstance(task, Task) else task
+        if not 1 <= num_envs <= MAX_BATCH_ENVS:
+            raise FastBFMError(
+                f"a batch of {num_envs} simulations (e.g. seeds x evaluation episodes, or candidates x seeds) is outside "
+                f"1..{MAX_BATCH_ENVS}: lower the counts"
+            )
         self.num_envs = num_envs
         self._physics = self.domain.make_physics()
         if self.task is not None and self.task.decorate is not None:

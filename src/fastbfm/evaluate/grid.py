@@ -25,6 +25,8 @@ from fastbfm.adapt import methods as registry
 from fastbfm.adapt.methods import ORACLE, ZERO_SHOT, MethodOptions
 from fastbfm.errors import FastBFMError
 from fastbfm.io import read_json, write_csv, write_json
+from fastbfm.locks import folder_lock
+from fastbfm.schemas import GridBudgetFile, GridCellFile, check_seed, checker
 
 
 def grid_methods() -> list[str]:
@@ -63,6 +65,8 @@ def grid_cells(models: list[str], tasks: list[str], methods: list[str], seeds: l
             raise FastBFMError(f"unknown method '{method}' for a grid; methods: {', '.join(grid_methods())}")
     if not (models and tasks and methods and seeds):
         raise FastBFMError("a grid needs at least one model, task, method and seed")
+    for seed in seeds:
+        check_seed(seed)
     domains = {m: model_domain(m) for m in models}
     cells = [
         GridCell(m, get_task(t).full_name, method, s)
@@ -186,6 +190,12 @@ def run_grid(
         raise FastBFMError(f"--out {out} is a file, not a folder")
     cells = grid_cells(models, tasks, methods, seeds)
     _check_discounts(models, methods, discount)
+    with folder_lock(out, "grid"):
+        return _run_grid(out, cells, models, episodes, eval_episodes, eval_every, workers, ray_address, progress, discount, device)
+
+
+def _run_grid(out: Path, cells: list[GridCell], models: list[str], episodes: int, eval_episodes: int, eval_every: float,
+              workers: int, ray_address: str | None, progress: bool, discount: float | None, device: str) -> dict:
     budget = {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every}
     _check_budget(out, budget if discount is None else {**budget, "discount": discount})
     (out / "cells").mkdir(parents=True, exist_ok=True)
@@ -208,7 +218,7 @@ def run_grid(
                 bar.update(1)
     bar.close()
     # every cell of the folder, not only this run's: a rerun that names fewer methods keeps the others' rows
-    done = [read_json(path, what="grid cell") for path in sorted((out / "cells").glob("*.json"))]
+    done = [read_json(path, checker(GridCellFile, "corrupt grid cell"), what="grid cell") for path in sorted((out / "cells").glob("*.json"))]
     write_csv(out / "results.csv", TIDY_COLUMNS, _tidy_rows(done))
     results = _merge_seeds(done)
     in_folder = list(dict.fromkeys([*models, *sorted({c["cell"]["model"] for c in done})]))
@@ -243,7 +253,7 @@ def _check_budget(out: Path, budget: dict) -> None:
     """A grid folder holds cells of one budget: resuming with another would mix incomparable curves."""
     path = out / "grid.json"
     if path.is_file():
-        kept = read_json(path, what="grid budget")
+        kept = read_json(path, checker(GridBudgetFile, "corrupt grid budget"), what="grid budget")
         if kept != budget:
             raise FastBFMError(f"{out} holds a grid with budget {kept}; this run asks for {budget}: use another --out")
     else:

@@ -27,6 +27,7 @@ import numpy as np
 from fastbfm.adapt.methods import METHODS, ORACLE, ZERO_SHOT, label
 from fastbfm.errors import FastBFMError
 from fastbfm.io import read_csv, write_text
+from fastbfm.schemas import GridTableRow, validate
 
 BUDGETS = (10, 20, 50)
 
@@ -53,6 +54,8 @@ class Thresholds:
 def _grid_rows(rows: list[dict], path: Path) -> list[dict]:
     if rows and "budget_episodes" not in rows[0]:
         raise FastBFMError(f"{path} predates the budget column: rerun its `fastbfm grid` command to rewrite the tables")
+    for line, row in enumerate(rows, start=2):
+        validate(f"{path} (line {line})", row, GridTableRow, "corrupt grid table")
     return [{**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "return": float(row["return"]),
              "compute_s_per_episode": float(row["compute_s_per_episode"] or 0),
              "sim_s_per_episode": float(row.get("sim_s_per_episode") or 0),

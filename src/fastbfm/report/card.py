@@ -22,6 +22,7 @@ from fastbfm.envs import get_domain, get_task, list_tasks
 from fastbfm.errors import FastBFMError
 from fastbfm.evaluate.experiments import zero_shot
 from fastbfm.models import load_model
+from fastbfm.schemas import ModelConfigFile
 from fastbfm.zoo import ZOO_DIR
 
 ZERO_SHOT = "zero_shot.json"
@@ -50,7 +51,7 @@ def write_card(run_dir: Path, name: str, domain: str, episodes: int = ZOO_EPISOD
     rows = write_zero_shot(model, target, name, domain, dataset, episodes)
     shutil.copy(run_dir / "model.safetensors", target / "model.safetensors")
     shutil.copy(run_dir / "config.json", target / "config.json")
-    config = read_json(target / "config.json")
+    config = read_json(target / "config.json", ModelConfigFile)
     if config["meta"].get("domain") != domain:
         config["meta"]["domain"] = domain
         write_json(target / "config.json", config)

@@ -12,12 +12,12 @@ from pathlib import Path
 from fastbfm.adapt.methods import DEFAULT_METHOD
 from fastbfm.errors import FastBFMError
 from fastbfm.io import read_json, write_csv, write_json
+from fastbfm.schemas import RunResultsFile, validate
 
 RESULTS = "results.json"
 CURVES = "curves.csv"
 VIDEOS = "videos"
 CURVE_COLUMNS = ("task", "method", "seed", "episodes", "return")
-REQUIRED_KEYS = ("task", "zero_shot", "final", "episodes", "curves")
 
 
 def result_method(result: dict) -> str:
@@ -59,11 +59,7 @@ def _run_schema(payload, path: Path) -> dict:
     results = payload.get("results") if isinstance(payload, dict) else None
     if not isinstance(results, list) or not results:
         raise FastBFMError(f"'{path}' has no 'results' list (expected the output of `fastbfm adapt --out` or `fastbfm demo`)")
-    for r in results:
-        missing = [k for k in REQUIRED_KEYS if not isinstance(r, dict) or k not in r]
-        if missing:
-            raise FastBFMError(f"'{path}': a result lacks {', '.join(missing)}")
-    return payload
+    return validate(path, payload, RunResultsFile, "corrupt results")
 
 
 def load_run(path: str | Path) -> dict:

@@ -159,7 +159,11 @@ def before_after(model: BFM, result: dict, adapted_seed: int | None = None, data
             raise FastBFMError(f"the results of {result['task']} store no zero-shot latent: infer it from a dataset")
         z_zero_shot = zero_shot_latent(model, get_task(result["task"]), dataset())
     method = result_method(result)
-    return {"zero-shot": z_zero_shot, f"{label(method)} (seed {seed})": torch.tensor(z_adapted, dtype=torch.float32)}
+    latents = {"zero-shot": z_zero_shot, f"{label(method)} (seed {seed})": torch.tensor(z_adapted, dtype=torch.float32)}
+    for name, z in latents.items():
+        if z.shape != (model.z_dim,):
+            raise FastBFMError(f"the {name} latent of {result['task']} has {z.numel()} values, the model's latents {model.z_dim}: results of another model?")
+    return latents
 
 
 def zero_shot_latent(model: BFM, task: Task, dataset) -> torch.Tensor:

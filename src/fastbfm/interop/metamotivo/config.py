@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import MAX_DIM, MAX_ENSEMBLE, MAX_HIDDEN, MAX_LATENT, MAX_LAYERS
 
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 ARCHIS = ("simple", "residual")
@@ -37,9 +38,10 @@ class Net:
     ensemble_mode: str = "batch"
 
 
-def _int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise FastBFMError(f"Meta Motivo config: {name} must be an integer >= {minimum}, got {value!r}")
+def _int(value, name: str, minimum: int, maximum: int = MAX_HIDDEN) -> int:
+    # bounded above too: the networks are built from these sizes before any weight is read
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise FastBFMError(f"Meta Motivo config: {name} must be an integer from {minimum} to {maximum}, got {value!r}")
     return value
 
 
@@ -64,9 +66,9 @@ def _net(archi: dict, key: str, defaults: dict) -> Net:
     return Net(
         hidden_dim=s["hidden_dim"],
         model=s["model"],
-        hidden_layers=_int(s["hidden_layers"], f"archi.{key}.hidden_layers", 0),
-        embedding_layers=_int(s["embedding_layers"], f"archi.{key}.embedding_layers", 2),
-        num_parallel=_int(s.get("num_parallel", 1), f"archi.{key}.num_parallel", 1),
+        hidden_layers=_int(s["hidden_layers"], f"archi.{key}.hidden_layers", 0, MAX_LAYERS),
+        embedding_layers=_int(s["embedding_layers"], f"archi.{key}.embedding_layers", 2, MAX_LAYERS),
+        num_parallel=_int(s.get("num_parallel", 1), f"archi.{key}.num_parallel", 1, MAX_ENSEMBLE),
         ensemble_mode=s.get("ensemble_mode", "batch"),
     )
 
@@ -83,19 +85,19 @@ def normalize_config(raw: dict) -> dict:
         )
     archi = raw["archi"]
     cfg = {**_TOP_DEFAULTS, **{k: raw[k] for k in _TOP_DEFAULTS if k in raw}}
-    cfg["obs_dim"] = _int(raw["obs_dim"], "obs_dim", 1)
-    cfg["action_dim"] = _int(raw["action_dim"], "action_dim", 1)
+    cfg["obs_dim"] = _int(raw["obs_dim"], "obs_dim", 1, MAX_DIM)
+    cfg["action_dim"] = _int(raw["action_dim"], "action_dim", 1, MAX_DIM)
     cfg["archi"] = {
-        "z_dim": _int(archi.get("z_dim", 100), "archi.z_dim", 1),
+        "z_dim": _int(archi.get("z_dim", 100), "archi.z_dim", 1, MAX_LATENT),
         "norm_z": bool(archi.get("norm_z", True)),
         "f": _net(archi, "f", _FORWARD_DEFAULTS),
         "b": _section(archi, "b", _BACKWARD_DEFAULTS),
         "actor": _net(archi, "actor", _ACTOR_DEFAULTS),
     }
     cfg["archi"]["b"]["hidden_dim"] = _int(cfg["archi"]["b"]["hidden_dim"], "archi.b.hidden_dim", 1)
-    cfg["archi"]["b"]["hidden_layers"] = _int(cfg["archi"]["b"]["hidden_layers"], "archi.b.hidden_layers", 0)
+    cfg["archi"]["b"]["hidden_layers"] = _int(cfg["archi"]["b"]["hidden_layers"], "archi.b.hidden_layers", 0, MAX_LAYERS)
     cfg["fb_cpr"] = "critic" in archi or "discriminator" in archi
     if not (isinstance(cfg["actor_std"], (int, float)) and cfg["actor_std"] >= 0):
         raise FastBFMError(f"Meta Motivo config: actor_std must be a number >= 0, got {cfg['actor_std']!r}")
-    _int(cfg["inference_batch_size"], "inference_batch_size", 1)
+    _int(cfg["inference_batch_size"], "inference_batch_size", 1, 10**9)
     return cfg
