@@ -90,7 +90,7 @@ def _optimum(model, task, episodes=2):
 
 def test_reset_free_lola_climbs_within_budget():
     task, model = get_task("point_mass_maze:reach_top_left"), GoalToyBFM()
-    config = LoLAConfig(episodes=12, num_candidates=4, horizon=250, sigma=0.1, lr=0.05, reset_free=True, eval_episodes=2)
+    config = LoLAConfig(episodes=12, num_candidates=4, horizon=250, sigma=0.1, lr=0.05, reset_free=True, eval_episodes=2, safe=None)
     curve = lola(model, task, _prompt(START), config)
     assert len(curve.returns) == 12 * 1000 // (4 * 250) + 1
     assert curve.episodes[-1] == config.episodes
@@ -114,7 +114,7 @@ def test_reset_free_lola_resets_only_at_episode_boundaries(monkeypatch):
     counted = dataclasses.replace(domain, sample_initial_state=counting)
     monkeypatch.setattr(driver_module, "get_domain", lambda name: counted)
     # H = 300 does not divide 1000: segments of 300, 300, 300, 100 steps per episode, 2 candidates each
-    config = LoLAConfig(episodes=4, num_candidates=2, horizon=300, reset_free=True, eval_episodes=1)
+    config = LoLAConfig(episodes=4, num_candidates=2, horizon=300, reset_free=True, eval_episodes=1, safe=None)
     curve = lola(GoalToyBFM(), get_task("point_mass_maze:reach_top_left"), _prompt(START), config)
     np.testing.assert_allclose(curve.episodes, [0, 0.6, 1.2, 1.8, 2.0, 2.6, 3.2, 3.8, 4.0])
     assert len(draws) == 2  # 4 episodes of budget with k = 2: two chain episodes of 1000 steps
@@ -122,7 +122,7 @@ def test_reset_free_lola_resets_only_at_episode_boundaries(monkeypatch):
 
 def test_reset_free_lola_seeds_in_lockstep_equal_lone_runs():
     task = get_task("point_mass_maze:reach_top_left")
-    config = LoLAConfig(episodes=3, num_candidates=2, horizon=400, reset_free=True, eval_episodes=2)
+    config = LoLAConfig(episodes=3, num_candidates=2, horizon=400, reset_free=True, eval_episodes=2, safe=None)
     together = lola_seeds(GoalToyBFM(), task, _prompt(START), config, [5, 6])
     for seed, curve in zip([5, 6], together):
         alone = lola(GoalToyBFM(), task, _prompt(START), LoLAConfig(**{**config.__dict__, "seed": seed}))
@@ -133,7 +133,7 @@ def test_reset_free_lola_seeds_in_lockstep_equal_lone_runs():
 
 # -- ReLA -----------------------------------------------------------------------------------------
 
-RELA = ReLAConfig(episodes=6, updates_per_episode=100, batch_size=128, hidden_dim=64, critic_lr=1e-3, latent_lr=3e-2, eval_episodes=2)
+RELA = ReLAConfig(episodes=6, updates_per_episode=100, batch_size=128, hidden_dim=64, critic_lr=1e-3, latent_lr=3e-2, eval_episodes=2, safe=None)
 
 
 def test_rela_climbs_towards_the_known_optimum_within_budget():
@@ -226,11 +226,11 @@ def test_sparse_evaluation_keeps_the_method_and_its_final_return(method):
 
     task, model = get_task("point_mass_maze:reach_top_left"), FeatureToyBFM()
     configs = {
-        "lola": (lola_seeds, LoLAConfig(episodes=5, num_candidates=2, horizon=500, eval_episodes=1)),
-        "cmaes": (search_seeds, SearchConfig(method="cmaes", episodes=5, population=2, eval_episodes=1)),
+        "lola": (lola_seeds, LoLAConfig(episodes=5, num_candidates=2, horizon=500, eval_episodes=1, safe=None)),
+        "cmaes": (search_seeds, SearchConfig(method="cmaes", episodes=5, population=2, eval_episodes=1, safe=None)),
         "opti-ucb": (opti_seeds, OptiConfig(rule="ucb", episodes=5, eval_episodes=1, warm_start=True)),
-        "rela": (rela_seeds, ReLAConfig(episodes=5, updates_per_episode=4, batch_size=32, eval_episodes=1)),
-        "race": (race_seeds, RaceConfig(episodes=5, stages=((4, 100, 1), (2, 250, 1), (2, 1000, 1)), eval_episodes=1)),
+        "rela": (rela_seeds, ReLAConfig(episodes=5, updates_per_episode=4, batch_size=32, eval_episodes=1, safe=None)),
+        "race": (race_seeds, RaceConfig(episodes=5, stages=((4, 100, 1), (2, 250, 1), (2, 1000, 1)), eval_episodes=1, confidence=None)),
     }
     run, config = configs[method]
     dense = run(model, task, _prompt(START), config, [0])[0]
@@ -245,11 +245,13 @@ def test_sparse_evaluation_keeps_the_method_and_its_final_return(method):
 def test_every_registered_method_is_an_adapter_behind_one_interface():
     """The CLI and the grid reach every method through the registry; a config names its method."""
     from fastbfm.adapt.adapter import Adapter
-    from fastbfm.adapt.methods import METHODS, MethodOptions
+    from fastbfm.adapt.methods import GATED, METHODS, MethodOptions
     from fastbfm.evaluate.grid import grid_methods, method_config
 
     task, model = get_task("point_mass_maze:reach_top_left"), NetToyBFM()
-    assert len(METHODS) == 10 and grid_methods() == ["zero-shot", *METHODS, "oracle"]
+    # 10 methods, and the ungated variant of each of the 7 latent-search ones
+    assert len(METHODS) == 17 and grid_methods() == ["zero-shot", *METHODS, "oracle"]
+    assert {name for name in METHODS if name.endswith("-unsafe")} == {f"{m}-unsafe" for m in GATED}
     for name, method in METHODS.items():
         config = method_config(name, episodes=20, eval_episodes=1)
         assert config == method.build(MethodOptions(episodes=20, eval_episodes=1)) and config.method_name == name

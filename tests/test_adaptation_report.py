@@ -109,3 +109,38 @@ def test_committed_report_is_what_summarize_makes_of_the_committed_grids(tmp_pat
     write_report(grids, tmp_path / "zoo.md", "cmd")
     body = lambda text: text.split("## Summary per method", 1)[1].replace("(zoo.png)", "(adaptation_zoo.png)")  # noqa: E731
     assert body((tmp_path / "zoo.md").read_text()) == body((repo / "docs" / "adaptation_zoo.md").read_text())
+
+
+def test_paired_dips_count_only_points_whose_whole_interval_is_below_zero_shot(tmp_path):
+    """Two tasks whose curves both have a lowest point 10% below zero-shot (the old statistic counts both): on
+    task a the point is lower on every start state, on task b it is noise around zero-shot."""
+    import numpy as np
+
+    from fastbfm.evaluate.grid import EPISODE_COLUMNS
+    from fastbfm.report.adaptation import load_episodes
+
+    rng = np.random.default_rng(0)
+    rows, episodes = [], []
+    for task, shift, spread in (("maze:a", -10.0, 2.0), ("maze:b", -10.0, 150.0)):
+        for seed in (0, 1):
+            zero = rng.normal(100, 20, 20)
+            low = zero + shift + rng.normal(0, spread, 20)
+            low += shift - (low - zero).mean()  # the seed's mean difference is exactly the shift
+            final = zero + 5
+            for e, returns in ((0.0, zero), (10.0, low), (20.0, final)):
+                rows += _rows("m", task, "lola", seed, 20, [(e, float(returns.mean()))])
+                episodes += [{"model": "m", "task": task, "method": "lola", "seed": seed, "episodes": e, "start": j, "return": r}
+                             for j, r in enumerate(returns)]
+    folder = _grid(tmp_path, "g", rows)
+    with (folder / "episodes.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, EPISODE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(episodes)
+    result = summarize(load_rows([folder]), episodes=load_episodes([folder]))
+    by_task = {t["task"]: t for t in result["per_task"]}
+    assert by_task["maze:a"]["paired"]["dips"] and not by_task["maze:b"]["paired"]["dips"]
+    assert by_task["maze:b"]["paired"]["worst"][0] == pytest.approx(-10.0)
+    lola = result["summary"][0]
+    assert lola["dipped_tasks"] == 2 and lola["paired_dips"] == 1 and lola["paired_improved_20"] == 2
+    write_report([folder], tmp_path / "r.md", "cmd")
+    assert "| LoLA | 2 |" in (tmp_path / "r.md").read_text() and "| 1/2 |" in (tmp_path / "r.md").read_text()

@@ -73,7 +73,7 @@ def test_end_to_end_cli(tmp_path):
     assert row["task"] == task and row["episodes"] == 2 and row["zero_shot"] >= 0
     adapted = fastbfm(
         "adapt", "--model", tmp_path / "run", "--task", task, "--data", tmp_path / "data", "--episodes", 2, "--seeds", 1,
-        "--eval-episodes", 2, "--plot", tmp_path / "curves.png", "--json", "-q",
+        "--eval-episodes", 2, "--no-safe", "--plot", tmp_path / "curves.png", "--json", "-q",
     )
     assert adapted.returncode == 0, adapted.stderr
     result = json.loads(adapted.stdout)["results"][0]
@@ -138,8 +138,10 @@ def test_successor_feature_bfms_train_prompt_and_adapt_through_the_cli(algorithm
     evaluated = fastbfm("eval", *common, "--episodes", 2)
     assert evaluated.returncode == 0, evaluated.stderr
     assert fastbfm("eval", *common, "--episodes", 2, "--goal", "-0.15,0.15,0,0").returncode == 0
-    adapted = fastbfm("adapt", *common, "--episodes", 2, "--seeds", 1, "--eval-episodes", 1, "-q")
+    adapted = fastbfm("adapt", *common, "--episodes", 2, "--seeds", 1, "--eval-episodes", 1, "--no-safe", "-q")
     assert adapted.returncode == 0, adapted.stderr
     assert len(json.loads(adapted.stdout)["results"][0]["curves"][0]) == 3
+    too_small = fastbfm("adapt", *common, "--episodes", 2, "--seeds", 1, "--eval-episodes", 1, "-q")  # safe: the duels cost 8
+    assert too_small.returncode == 1 and "duels cost 8 episodes" in too_small.stderr and len(too_small.stderr.strip().splitlines()) == 1
     wrong = fastbfm("pretrain", "--algorithm", algorithm, "--data", maze_dataset_dir, "--out", tmp_path / "x", "--lr-b", 0.1, "-q")
     assert wrong.returncode == 1 and "no training option lr_b" in wrong.stderr

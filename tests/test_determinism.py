@@ -64,7 +64,7 @@ def test_same_seed_same_weights_on_cpu(maze_dataset_dir, tmp_path, tiny_preset):
 def test_same_seed_same_adaptation_curve(maze_dataset_dir):
     dataset = load_dataset(maze_dataset_dir)
     task = get_task("point_mass_maze:reach_top_left")
-    config = LoLAConfig(episodes=1, num_candidates=2, horizon=250, eval_episodes=1)
+    config = LoLAConfig(episodes=1, num_candidates=2, horizon=250, eval_episodes=1, safe=None)
 
     def run():
         torch.manual_seed(0)

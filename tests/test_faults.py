@@ -248,7 +248,7 @@ def test_non_finite_rewards_stop_an_adapter(make, message):
 @pytest.mark.parametrize(
     "run, label",
     [
-        (lambda m: lola_seeds(m, _nan_task(), _prompt(m), LoLAConfig(episodes=1, horizon=100, eval_episodes=1), [0]), "LoLA"),
+        (lambda m: lola_seeds(m, _nan_task(), _prompt(m), LoLAConfig(episodes=1, horizon=100, eval_episodes=1, safe=None), [0]), "LoLA"),
         (lambda m: opti_seeds(m, _nan_task(), None, OptiConfig(episodes=1, eval_episodes=1), [0]), "OpTI"),
     ],
     ids=["lola", "opti"],
@@ -265,7 +265,7 @@ def test_a_diverged_policy_stops_adaptation():
         model.actor.parameters().__next__().fill_(float("nan"))
     task = get_task("point_mass_maze:reach_top_left")
     with pytest.raises(FastBFMError, match="non-finite actions"):
-        lola_seeds(model, task, _prompt(model), LoLAConfig(episodes=1, horizon=100, eval_episodes=1), [0])
+        lola_seeds(model, task, _prompt(model), LoLAConfig(episodes=1, horizon=100, eval_episodes=1, safe=None), [0])
     with pytest.raises(FastBFMError, match="non-finite actions"):
         opti_seeds(model, task, None, OptiConfig(episodes=1, eval_episodes=1), [0])
 

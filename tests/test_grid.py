@@ -23,7 +23,7 @@ def test_grid_cells_pair_models_with_their_domain_and_check_names():
 
 
 def test_grid_runs_resumes_and_writes_tidy_results(tmp_path):
-    args = dict(models=["maze-fb"], tasks=["point_mass_maze:reach_top_left"], methods=["zero-shot", "cem"], seeds=[0, 1],
+    args = dict(models=["maze-fb"], tasks=["point_mass_maze:reach_top_left"], methods=["zero-shot", "cem-unsafe"], seeds=[0, 1],
                 episodes=4, eval_episodes=1, workers=2, progress=False)
     first = run_grid(tmp_path / "g", **args)
     assert first["cells"] == 4 and first["ran"] == 4
@@ -37,27 +37,27 @@ def test_grid_runs_resumes_and_writes_tidy_results(tmp_path):
     measured = lambda results: [{k: v for k, v in r.items() if k not in wall_clock} for r in results]  # noqa: E731
     assert measured(again["results"]) == measured(first["results"])  # wall-clock aside, the same numbers
     rows = list(csv.DictReader((tmp_path / "g" / "results.csv").open()))
-    assert {r["method"] for r in rows} == {"zero-shot", "cem"}
-    assert len([r for r in rows if r["method"] == "cem"]) == 2 * 2  # 2 seeds x (start + one generation of 4)
+    assert {r["method"] for r in rows} == {"zero-shot", "cem-unsafe"}
+    assert len([r for r in rows if r["method"] == "cem-unsafe"]) == 2 * 2  # 2 seeds x (start + one generation of 4)
     payload = json.loads((tmp_path / "g" / "results.json").read_text())
     assert payload["model"] == "maze-fb" and len(payload["results"]) == 2
     with pytest.raises(FastBFMError, match="holds a grid with budget"):  # resuming with another budget would mix curves
         run_grid(tmp_path / "g", **{**args, "episodes": 8})
     # a later run that adds one method to the folder keeps the earlier methods' rows
-    added = run_grid(tmp_path / "g", **{**args, "methods": ["lola"], "seeds": [0]})
+    added = run_grid(tmp_path / "g", **{**args, "methods": ["lola-unsafe"], "seeds": [0]})
     assert added["ran"] == 1
     rows = list(csv.DictReader((tmp_path / "g" / "results.csv").open()))
-    assert {r["method"] for r in rows} == {"zero-shot", "cem", "lola"}
+    assert {r["method"] for r in rows} == {"zero-shot", "cem-unsafe", "lola-unsafe"}
     assert len(json.loads((tmp_path / "g" / "results.json").read_text())["results"]) == 3
 
 
 def test_oracle_cell_pairs_the_best_latent_with_zero_shot_on_the_same_episodes(tmp_path):
     """The oracle cell of a seed evaluates on that seed's episodes: its zero-shot equals LoLA's start."""
-    result = run_grid(tmp_path / "g", ["maze-fb"], ["point_mass_maze:reach_top_left"], ["lola", "oracle"], [1],
+    result = run_grid(tmp_path / "g", ["maze-fb"], ["point_mass_maze:reach_top_left"], ["lola-unsafe", "oracle"], [1],
                       episodes=1, eval_episodes=2, workers=1, progress=False)
     by = {r["method"]: r for r in result["results"]}
     # the same latent and episodes in a batch of other sizes: equal up to float rounding in the policy's matmuls
-    assert by["oracle"]["zero_shot"] == pytest.approx(by["lola"]["curves"][0][0], rel=1e-4)
+    assert by["oracle"]["zero_shot"] == pytest.approx(by["lola-unsafe"]["curves"][0][0], rel=1e-4)
     assert by["oracle"]["final"] >= by["oracle"]["zero_shot"]
     rows = list(csv.DictReader((tmp_path / "g" / "results.csv").open()))
     assert [r["episodes"] for r in rows if r["method"] == "oracle"] == ["0.0"]
@@ -105,7 +105,7 @@ def test_kill_9_during_a_grid_then_rerun_completes_it(tmp_path):
 
     out = tmp_path / "killed"
     args = ["grid", "--out", out, "--model", "maze-fb", "--task", "point_mass_maze:reach_top_left", "--method", "zero-shot",
-            "--method", "cem", "--seeds", 2, "--episodes", 4, "--eval-episodes", 1, "--workers", 1, "-q", "--json"]
+            "--method", "cem-unsafe", "--seeds", 2, "--episodes", 4, "--eval-episodes", 1, "--workers", 1, "-q", "--json"]
     cmd = [sys.executable, "-m", "fastbfm", *map(str, args)]
     workers: set[int] = set()
 
@@ -128,3 +128,27 @@ def test_kill_9_during_a_grid_then_rerun_completes_it(tmp_path):
     assert summary["cells"] == 4 and summary["ran"] == 4 - len(kept)
     assert all((out / "cells" / name).read_text() == text for name, text in kept.items())  # finished cells untouched
     assert len(list(csv.DictReader((out / "results.csv").open()))) == 2 * 1 + 2 * 2
+
+
+def test_a_meta_motivo_folder_runs_the_tasks_of_the_domain_its_sizes_match(tmp_path):
+    """Meta Motivo configs name no domain: the grid matches the model's observation and action sizes."""
+    from tests.metamotivo_fixture import write_random_checkpoint
+
+    write_random_checkpoint(tmp_path / "mm", obs_dim=24, action_dim=6, z_dim=8)
+    cells = grid_cells([str(tmp_path / "mm")], ["walker:run", "point_mass_maze:reach_top_left"], ["race"], [0])
+    assert [(c.task, c.method) for c in cells] == [("walker:run", "race")]
+
+
+def test_lockstep_seeds_write_the_cells_their_lone_runs_write(tmp_path):
+    args = dict(models=["maze-fb"], tasks=["point_mass_maze:reach_top_left"], methods=["lola-unsafe"], seeds=[0, 1],
+                episodes=1, eval_episodes=2, workers=1, progress=False)
+    run_grid(tmp_path / "alone", **args)
+    run_grid(tmp_path / "together", **args, lockstep=True)
+    for seed in (0, 1):
+        name = f"maze-fb__point_mass_maze-reach_top_left__lola-unsafe__seed{seed}.json"
+        alone, together = (json.loads((tmp_path / g / "cells" / name).read_text())["result"] for g in ("alone", "together"))
+        assert together["seeds"] == [seed] and len(together["episode_returns"][0][0]) == 2
+        # the same runs in batches of other sizes: equal up to float rounding in the policy's matmuls
+        assert together["curves"][0] == pytest.approx(alone["curves"][0], rel=1e-4)
+        assert together["z"][0] == pytest.approx(alone["z"][0], rel=1e-4, abs=1e-5)
+    assert (tmp_path / "together" / "episodes.csv").read_text().count("\n") == 1 + 2 * 2 * 2

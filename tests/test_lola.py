@@ -37,7 +37,7 @@ def test_lola_climbs_towards_the_known_optimum():
     task = get_task("point_mass_maze:reach_top_left")
     model = GoalToyBFM()
     start = _prompt([-1.25, 0.75, 1.0])  # steers 0.04 away from the target: a low but non-zero return
-    config = LoLAConfig(episodes=24, num_candidates=4, horizon=1000, sigma=0.1, lr=0.05, eval_episodes=2, seed=0)
+    config = LoLAConfig(episodes=24, num_candidates=4, horizon=1000, sigma=0.1, lr=0.05, eval_episodes=2, seed=0, safe=None)
     curve = lola(model, task, start, config)
     optimum = evaluate_latent(model, task, project_to_sphere(torch.tensor([-1.0, 1.0, 1.0])), 2).mean()
     assert len(curve.returns) == 24 // 4 + 1
@@ -48,7 +48,7 @@ def test_lola_climbs_towards_the_known_optimum():
 
 def test_lola_is_reproducible_with_a_seed():
     task = get_task("point_mass_maze:reach_top_left")
-    config = LoLAConfig(episodes=4, num_candidates=2, horizon=500, sigma=0.1, eval_episodes=1, seed=3)
+    config = LoLAConfig(episodes=4, num_candidates=2, horizon=500, sigma=0.1, eval_episodes=1, seed=3, safe=None)
     a = lola(GoalToyBFM(), task, _prompt([-1.25, 0.75, 1.0]), config)
     b = lola(GoalToyBFM(), task, _prompt([-1.25, 0.75, 1.0]), config)
     assert a.returns == b.returns
@@ -60,7 +60,7 @@ def test_seeds_in_lockstep_equal_lone_runs():
     from fastbfm.adapt.lola import lola_seeds
 
     task = get_task("point_mass_maze:reach_top_left")
-    config = LoLAConfig(episodes=3, num_candidates=2, horizon=500, sigma=0.1, eval_episodes=2)
+    config = LoLAConfig(episodes=3, num_candidates=2, horizon=500, sigma=0.1, eval_episodes=2, safe=None)
     together = lola_seeds(GoalToyBFM(), task, _prompt([-1.25, 0.75, 1.0]), config, [5, 6])
     for seed, curve in zip([5, 6], together):
         alone = lola(GoalToyBFM(), task, _prompt([-1.25, 0.75, 1.0]), LoLAConfig(**{**config.__dict__, "seed": seed}))

@@ -274,13 +274,13 @@ def test_a_published_folder_records_no_discount_and_adaptation_says_so(folder):
     z = bare.sample_z(1, torch.Generator().manual_seed(0))[0]
     prompt = TaskPrompt(z=z, w=z, num_samples=0, num_rewarded=0)
     with pytest.raises(FastBFMError, match="records no training discount.*--discount"):
-        lola_seeds(bare, get_task("walker:stand"), prompt, LoLAConfig(episodes=1, num_candidates=2, horizon=20, eval_episodes=1), [0])
+        lola_seeds(bare, get_task("walker:stand"), prompt, LoLAConfig(episodes=1, num_candidates=2, horizon=20, eval_episodes=1, safe=None), [0])
 
 
 def test_lola_runs_on_a_metamotivo_model(model):
     z = model.sample_z(1, torch.Generator().manual_seed(0))[0]
     prompt = TaskPrompt(z=z, w=z, num_samples=0, num_rewarded=0)
-    config = LoLAConfig(episodes=1, num_candidates=2, horizon=20, eval_episodes=1)
+    config = LoLAConfig(episodes=1, num_candidates=2, horizon=20, eval_episodes=1, safe=None)
     (curve,) = lola_seeds(model, get_task("walker:stand"), prompt, config, [0])
     assert len(curve.returns) == 1000 // (2 * 20) + 1 and np.isfinite(curve.returns).all()
     torch.testing.assert_close(curve.z.norm(), torch.tensor(math.sqrt(Z)))

@@ -11,7 +11,7 @@ from tests.test_lola import GoalToyBFM, _prompt
 
 TASK = "point_mass_maze:reach_top_left"
 # a bracket of 16 latents x 100 steps, 4 x 250 steps, then 2 finalists x 1000 steps from 2 start states
-SMALL = RaceConfig(episodes=10, stages=((16, 100, 1), (4, 250, 1), (2, 1000, 2)), sigmas=(0.3, 0.6), screen=0, eval_episodes=2)
+SMALL = RaceConfig(episodes=10, stages=((16, 100, 1), (4, 250, 1), (2, 1000, 2)), sigmas=(0.3, 0.6), screen=0, eval_episodes=2, confidence=None)
 
 
 def test_race_climbs_towards_the_known_optimum_within_budget():

@@ -151,6 +151,10 @@ def test_rendered_returns_are_evaluation_returns_and_panels_sit_side_by_side(tmp
     # One latent is the same computation as the evaluation: bit-exact.
     _, single = render_latents(model, task, {"goal": z_goal}, seed=0, every=500, width=40, height=30)
     assert single["goal"] == alone
+    # Panels of one latent (an evolution video before the deployed latent moves) share one simulation.
+    twice, same = render_latents(model, task, {"a": z_goal, "b": z_goal.clone()}, seed=0, every=500, width=40, height=30)
+    assert same["a"] == same["b"] == alone
+    np.testing.assert_array_equal(twice[-1][22:, :40], twice[-1][22:, 40:])
     assert returns["goal"] > 0
     # The point mass moves: the last frame differs from the first.
     assert np.abs(frames[-1].astype(int) - frames[0].astype(int)).sum() > 0
@@ -183,14 +187,26 @@ def test_adapt_out_then_render_then_report_with_videos(tmp_path, maze_dataset_di
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
     _fastbfm(monkeypatch, capsys, "adapt", "--model", "maze-fb", "--task", TASK, "--data", maze_dataset_dir, "--episodes", 1,
-             "--seeds", 2, "--eval-episodes", 1, "--out", run, "--json", "-q")
+             "--seeds", 2, "--eval-episodes", 1, "--no-safe", "--out", run, "--json", "-q")
     result = load_run(run)["results"][0]
     assert len(result["z"]) == 2 and len(result["z"][0]) == len(result["z_zero_shot"]) == 50
+    # every point keeps its latent and its episodes' returns, so the policy's evolution can be replayed
+    assert result["episodes"] == [0.0, 1.0] and result["latents"][1][-1] == result["z"][1]
+    assert result["latents"][0][0] == pytest.approx(result["z_zero_shot"], rel=1e-6)
+    assert np.mean(result["episode_returns"][1][-1]) == pytest.approx(result["curves"][1][-1])
+
+    info = _fastbfm(monkeypatch, capsys, "render", "--z-from", run, "--evolution", "--at", 0, "--at", 1, "--out", tmp_path / "evo.gif",
+                    "--steps", 20, "--every", 10, "--width", 32, "--height", 24, "--json", "-q")
+    assert info["panels"] == ["episode 0", "episode 1"]
+    with Image.open(tmp_path / "evo.gif") as image:
+        assert image.size == (64, 24 + 22)
+    assert "cannot show the policy after 5" in _one_line_error(["render", "--z-from", run, "--evolution", "--at", 5, "--out", tmp_path / "e.gif"],
+                                                                  monkeypatch, capsys)
     assert (run / "curves.csv").is_file() and (run / "adaptation_curves.png").is_file()
 
     info = _fastbfm(monkeypatch, capsys, "render", "--z-from", run, "--out", tmp_path / "side.gif", "--adapted-seed", 1,
                     "--steps", 20, "--every", 10, "--width", 32, "--height", 24, "--json", "-q")
-    assert info["panels"] == ["zero-shot", "LoLA (seed 1)"] and info["frames"] == 3 and info["task"] == TASK
+    assert info["panels"] == ["zero-shot", "LoLA (unsafe) (seed 1)"] and info["frames"] == 3 and info["task"] == TASK
     with Image.open(tmp_path / "side.gif") as image:
         assert image.size == (64, 24 + 22)
 

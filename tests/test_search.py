@@ -16,7 +16,7 @@ TASK = "point_mass_maze:reach_top_left"
 def test_search_climbs_towards_the_known_optimum_within_budget(method):
     task, model = get_task(TASK), GoalToyBFM()
     start = _prompt([-1.25, 0.75, 1.0])
-    config = SearchConfig(method=method, episodes=24, population=6, sigma=0.3, eval_episodes=2)
+    config = SearchConfig(method=method, episodes=24, population=6, sigma=0.3, eval_episodes=2, safe=None)
     curve = search_seeds(model, task, start, config, [0])[0]
     optimum = evaluate_latent(model, task, project_to_sphere(torch.tensor([-1.0, 1.0, 1.0])), 2).mean()
     np.testing.assert_array_equal(curve.episodes, [0, 6, 12, 18, 24])  # one episode per candidate
@@ -29,7 +29,7 @@ def test_lookahead_search_screens_more_latents_per_episode_and_climbs():
     episodes buy 4 generations of 6 instead of 1; it still climbs towards the known optimum."""
     task, model = get_task(TASK), GoalToyBFM()
     start = _prompt([-1.25, 0.75, 1.0])
-    config = SearchConfig(method="cmaes", episodes=6, population=6, sigma=0.3, horizon=250, eval_episodes=2)
+    config = SearchConfig(method="cmaes", episodes=6, population=6, sigma=0.3, horizon=250, eval_episodes=2, safe=None)
     curve = search_seeds(model, task, start, config, [0])[0]
     optimum = evaluate_latent(model, task, project_to_sphere(torch.tensor([-1.0, 1.0, 1.0])), 2).mean()
     np.testing.assert_allclose(curve.episodes, [0, 1.5, 3, 4.5, 6])
@@ -41,7 +41,7 @@ def test_lookahead_search_screens_more_latents_per_episode_and_climbs():
 @pytest.mark.parametrize("method", ["cmaes", "cem"])
 def test_search_is_reproducible_and_seeds_in_lockstep_equal_lone_runs(method):
     task, start = get_task(TASK), _prompt([-1.25, 0.75, 1.0])
-    config = SearchConfig(method=method, episodes=6, population=3, eval_episodes=1)
+    config = SearchConfig(method=method, episodes=6, population=3, eval_episodes=1, safe=None)
     together = search_seeds(GoalToyBFM(), task, start, config, [4, 5])
     for seed, curve in zip([4, 5], together):
         alone = search_seeds(GoalToyBFM(), task, start, config, [seed])[0]

@@ -15,6 +15,7 @@ from typer.exceptions import TyperException
 from fastbfm import schemas as lim
 from fastbfm.adapt import methods as registry
 from fastbfm.adapt.lola import LoLAConfig
+from fastbfm.adapt.safe import SafeConfig
 from fastbfm.errors import FastBFMError
 from fastbfm.locks import folder_lock
 
@@ -237,6 +238,14 @@ def adapt(
     sigma: Optional[float] = typer.Option(None, help=f"Latent perturbation std per coordinate (the search's initial step); default {LoLAConfig.sigma}."),
     lr: Optional[float] = typer.Option(None, help=f"LoLA: Adam step size on the latent mean; default {LoLAConfig.lr}."),
     eval_episodes: int = typer.Option(registry.MethodOptions.eval_episodes, min=1, max=lim.MAX_EVAL_EPISODES, help="Evaluation episodes after each adaptation step."),
+    eval_every: float = typer.Option(0.0, min=0.0, max=lim.MAX_EPISODES, help="Evaluate every this many episodes of budget (0: after every step of the method)."),
+    safe: bool = typer.Option(
+        True, help="Latent-search methods (lola, rela, cmaes, cem, race...): deploy a new latent only when paired returns within "
+        "the budget show it better with --confidence (docs/adaptation.md, 'Safe deployment'); --no-safe: the method's current latent is the policy."
+    ),
+    confidence: Optional[float] = typer.Option(None, min=0.5, max=0.9999, help=f"Safe deployment: confidence of the paired test; default {SafeConfig.confidence}."),
+    safe_starts: Optional[int] = typer.Option(None, min=2, max=lim.MAX_EPISODES, help=f"Safe deployment (not race): duel start states, a duel's cost in episodes; default {SafeConfig.starts}."),
+    safe_duels: Optional[int] = typer.Option(None, min=1, max=lim.MAX_EPISODES, help=f"Safe deployment (not race): duels over the budget, the last at its end; default {SafeConfig.duels}."),
     discount: Optional[float] = DISCOUNT_OPT,
     data: Optional[Path] = typer.Option(None, help="Dataset for the zero-shot start (default: the domain's exploration data)."),
     resimulate: bool = RESIM_OPT,
@@ -258,9 +267,10 @@ def adapt(
     tasks = _tasks(task)
     bfm = _load(model, tasks, discount, needs_discount=True, device=device)
     config = entry.build(registry.MethodOptions(
-        episodes=episodes, eval_episodes=eval_episodes, candidates=candidates, horizon=horizon, sigma=sigma, lr=lr,
-        state_latent=state_latent, warm_start=warm_start,
+        episodes=episodes, eval_episodes=eval_episodes, eval_every=eval_every, candidates=candidates, horizon=horizon, sigma=sigma, lr=lr,
+        state_latent=state_latent, warm_start=warm_start, safe=safe, confidence=confidence, safe_starts=safe_starts, safe_duels=safe_duels,
     ))
+    method = config.method_name  # -unsafe with --no-safe
     if not entry.labels_needed(config):
         datasets = {t.domain: None for t in tasks}
     else:
@@ -270,23 +280,34 @@ def adapt(
         results = [run_adapt(bfm, t, datasets[t.domain], config, list(range(first_seed, first_seed + seeds)), progress=not quiet) for t in tasks]
         if plot:
             curves = {r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results}
-            plot_adaptation_curves(curves, plot, method=entry.label)
+            plot_adaptation_curves(curves, plot, method=registry.label(method))
         payload = {"model": model, "results": results}
         if out:
             from fastbfm.report.run import write_run
 
             plot_adaptation_curves({r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results},
-                                   out / "adaptation_curves.png", method=entry.label)
+                                   out / "adaptation_curves.png", method=registry.label(method))
             payload["files"] = {k: str(v) for k, v in write_run(out, payload).items()}
     _emit(payload, as_json, _adapt_table(results, episodes, method) + (f"\n\nrun folder: {out}" if out else ""))
 
 
 def _adapt_table(results: list[dict], episodes: int, method: str = registry.DEFAULT_METHOD) -> str:
     name = registry.label(method)
+
+    def paired(r: dict) -> list[str]:
+        p = r.get("paired")
+        if not p:
+            return ["-", "-"]
+        later = range(1, len(p["high"])) or range(1)  # point 0 is zero-shot itself
+        worst = min(later, key=lambda i: p["difference"][i])
+        dip = "dip" if any(p["high"][i] < 0 for i in later) else "no dip"
+        return [f"{p['difference'][worst]:+.1f} [{p['low'][worst]:+.1f}, {p['high'][worst]:+.1f}] {dip}",
+                f"{p['difference'][-1]:+.1f} [{p['low'][-1]:+.1f}, {p['high'][-1]:+.1f}]"]
+
     return _fmt_table(
-        ["task", "zero-shot", f"{name}@{episodes}", "change %", "lowest", "lowest vs zs %"],
+        ["task", "zero-shot", f"{name}@{episodes}", "change %", "lowest", "lowest vs zs %", "worst paired point [95% CI]", "final - zs [95% CI]"],
         [
-            [r["task"], r["zero_shot"], r["final"], r["change_pct"], r["lowest"], r["lowest_vs_zero_shot_pct"]]
+            [r["task"], r["zero_shot"], r["final"], r["change_pct"], r["lowest"], r["lowest_vs_zero_shot_pct"], *paired(r)]
             for r in results
         ],
     )
@@ -307,6 +328,8 @@ def grid(
     eval_every: float = typer.Option(0.0, min=0.0, help="Evaluate every this many episodes of budget (0: after every step of a method)."),
     workers: int = typer.Option(2, min=1, max=lim.MAX_WORKERS, help="Local worker processes (one torch thread each)."),
     ray_address: Optional[str] = typer.Option(None, help="Run the cells as Ray tasks on this cluster (pip install 'fastbfm[ray]')."),
+    lockstep: bool = typer.Option(False, "--lockstep", help="Run the missing seeds of each model, task and method in one process, "
+                                  "their simulations in one batch (faster with wide models); still one cell per seed."),
     discount: Optional[float] = DISCOUNT_OPT,
     device: str = typer.Option(
         "auto", help="Where each cell's model runs: auto (CUDA when the worker has it), cpu or cuda (one CUDA context per worker)."
@@ -318,7 +341,7 @@ def grid(
     from fastbfm.evaluate.grid import run_grid
 
     summary = run_grid(out, model, task, method, list(range(seeds)), episodes, eval_episodes, eval_every, workers, ray_address, not quiet,
-                       discount=discount, device=device)
+                       discount=discount, device=device, lockstep=lockstep)
     rows = [[r["model"], r["task"], r["method"], f"{r['zero_shot']:.1f}", f"{r['final']:.1f}", f"{r['lowest']:.1f}"] for r in summary["results"]]
     table = _fmt_table(["model", "task", "method", "zero-shot", "final", "lowest"], rows)
     _emit(summary, as_json, f"{table}\n\n{summary['cells']} cells ({summary['ran']} run now) -> {out}")
@@ -330,6 +353,7 @@ def summarize(
     out: Path = typer.Option(Path("adaptation_report.md"), help="Markdown report to write; the PNG of the curves goes beside it."),
     min_zero_shot: float = typer.Option(10.0, min=0.0, help="Leave tasks with a lower zero-shot return out of relative changes and dips."),
     min_headroom: float = typer.Option(10.0, min=0.0, help="Leave tasks where the oracle beats zero-shot by less out of the headroom share."),
+    title: str = typer.Option("Fast adaptation on the shipped zoo", help="Heading of the report."),
     as_json: bool = JSON_OPT,
 ):
     """Summarise grids per method: change over zero-shot at 10/20/50 episodes, worst dip, share of the oracle's headroom, compute."""
@@ -339,10 +363,10 @@ def summarize(
     from fastbfm.report.adaptation import BUDGETS, Thresholds, pct, write_report
 
     command = "fastbfm summarize " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    result = write_report(grids, out, command, Thresholds(min_zero_shot, min_headroom))
+    result = write_report(grids, out, command, Thresholds(min_zero_shot, min_headroom), title)
     rows = [[r["method"], r["tasks"], *(pct(r[f"improvement_{b}"]) for b in BUDGETS), pct(r["headroom_20"]), pct(r["worst_dip"]),
-             f"{r['compute_s']:.3g}"] for r in result["summary"]]
-    table = _fmt_table(["method", "tasks", "@10", "@20", "@50", "headroom @20", "worst dip", "s/episode"], rows)
+             "-" if r["paired_dips"] is None else f"{r['paired_dips']}/{r['tasks_paired']}", f"{r['compute_s']:.3g}"] for r in result["summary"]]
+    table = _fmt_table(["method", "tasks", "@10", "@20", "@50", "headroom @20", "worst dip", "paired dips", "s/episode"], rows)
     _emit({"out": str(out), "summary": result["summary"]}, as_json, f"{table}\n\n-> {out}")
 
 
@@ -439,6 +463,11 @@ def render(
     ),
     method: Optional[str] = typer.Option(None, help="With --z-from RESULTS holding several methods for the task: which one."),
     adapted_seed: Optional[int] = typer.Option(None, min=0, max=lim.MAX_SEED, help="With --z-from RESULTS: the adaptation seed whose final latent is shown (default: the first)."),
+    evolution: bool = typer.Option(
+        False, "--evolution", help="With --z-from RESULTS: the deployed policy after each budget of --at side by side (the run must have "
+        "evaluated those budgets, e.g. `fastbfm adapt --eval-every 5 --out RUN`)."
+    ),
+    at: list[float] = typer.Option([0.0, 5.0, 10.0, 20.0], "--at", min=0.0, max=lim.MAX_EPISODES, help="With --evolution: budgets in episodes; repeat."),
     seed: int = typer.Option(0, min=0, max=lim.MAX_SEED, help="Seed of the start state, the same for every panel (each return shown is a 1-episode evaluation with this seed)."),
     steps: Optional[int] = VIDEO_STEPS_OPT,
     every: int = VIDEO_EVERY_OPT,
@@ -460,6 +489,7 @@ def render(
     from fastbfm.report.run import load_run, pick_result
     from fastbfm.data import ensure_dataset
     from fastbfm.report.video import FORMATS, before_after, render_latents, write_video, zero_shot_latent
+    from fastbfm.report.video import evolution as evolution_latents
 
     if out.suffix.lower() not in FORMATS:
         raise FastBFMError(f"--out must end in .gif or .mp4, got '{out.name}'")
@@ -478,7 +508,12 @@ def render(
             raise FastBFMError(f"'{z_from}' names no model: give --model")
         bfm = _load(model, [get_task(result["task"])], device=device)
         domain = get_task(result["task"]).domain
-        latents = before_after(bfm, result, adapted_seed, lambda: ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate))
+        if evolution:
+            latents = evolution_latents(result, adapted_seed, tuple(at))
+        else:
+            latents = before_after(bfm, result, adapted_seed, lambda: ensure_dataset(domain, data, progress=not quiet, resimulate=resimulate))
+    if evolution and result is None:
+        raise FastBFMError("--evolution needs --z-from RESULTS (a run folder of `fastbfm adapt --out`)")
     the_task = get_task(result["task"] if result else task)
     frames, returns = render_latents(bfm, the_task, latents, seed, steps, every, width, height, camera, progress=not quiet)
     write_video(frames, out, fps)
@@ -510,7 +545,8 @@ def report(
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
-    """Write one self-contained HTML page (RUN_DIR/report.html): result tables, adaptation curves, before/after videos.
+    """Write one self-contained HTML page (RUN_DIR/report.html): result tables, adaptation curves, before/after videos and,
+    for runs evaluated after 0, 5, 10 and 20 episodes, the deployed policy evolving during adaptation.
 
     Images and videos are embedded as base64 data URIs, so the page stands alone. Videos already in RUN_DIR or RUN_DIR/videos (.gif, .mp4) are included; --videos renders them.
     """
@@ -518,7 +554,7 @@ def report(
     from fastbfm.report.html import find_videos, write_report
     from fastbfm.report.run import VIDEOS, has_latents, load_run, result_method, results_path
     from fastbfm.data import ensure_dataset
-    from fastbfm.report.video import before_after, render_latents, video_name, write_video
+    from fastbfm.report.video import EVOLUTION_AT, before_after, evolution, render_latents, video_name, write_video
 
     if video_format not in ("gif", "mp4"):
         raise FastBFMError(f"--video-format is gif or mp4, got '{video_format}'")
@@ -539,6 +575,12 @@ def report(
             frames, returns = render_latents(bfm, get_task(r["task"]), latents, seed, steps, every, width, height, camera, progress=not quiet)
             path = write_video(frames, source.parent / VIDEOS / video_name(r, f".{video_format}"), fps)
             notes[path.name] = f"{r['task']}: " + ", ".join(f"{k} return {v:.1f}" for k, v in returns.items()) + f" (start state of seed {seed})"
+            if r.get("latents") and r["episodes"][-1] >= max(EVOLUTION_AT) and all(z is not None for z in r["latents"][0]):
+                panels = evolution(r, adapted_seed)
+                frames, returns = render_latents(bfm, get_task(r["task"]), panels, seed, steps, every, width, height, camera, progress=not quiet)
+                path = write_video(frames, source.parent / VIDEOS / video_name(r, f"-evolution.{video_format}"), fps)
+                notes[path.name] = (f"{r['task']}, the deployed policy during adaptation: "
+                                    + ", ".join(f"{k} return {v:.1f}" for k, v in returns.items()) + f" (start state of seed {seed})")
     html_path = write_report(source, out, notes)
     embedded = [str(v) for v in find_videos(source.parent)]
     payload = {"report": str(html_path), "bytes": html_path.stat().st_size, "results": len(run["results"]), "videos": embedded,

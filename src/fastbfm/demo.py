@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from fastbfm.adapt.lola import LoLAConfig
+from fastbfm.adapt.safe import SafeConfig
 from fastbfm.data import ensure_dataset
 from fastbfm.envs import get_task, list_tasks
 from fastbfm.evaluate.experiments import adapt
@@ -35,7 +36,8 @@ def run_demo(out: str | Path = "demo_out", episodes: int = 20, seeds: int = 3, p
     out = Path(out)
     dataset = ensure_dataset(DOMAIN, progress=progress)
     model = _model(progress)
-    config = LoLAConfig(episodes=episodes)
+    # safe deployment (the default) when the budget pays for its duels; a smaller budget runs ungated (lola-unsafe)
+    config = LoLAConfig(episodes=episodes) if episodes > SafeConfig().cost() else LoLAConfig(episodes=episodes, safe=None)
     results = [adapt(model, get_task(name), dataset, config, list(range(seeds)), progress=progress) for name in list_tasks(DOMAIN)]
     plot = plot_adaptation_curves(
         {r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results},

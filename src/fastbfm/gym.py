@@ -102,7 +102,8 @@ def run_adapter(adapter, env: gym.Env, episodes: int, episode_length: int = 1000
             return spent
         if adapter.resume:
             raise ValueError("reset-free rounds branch rollouts from one mid-episode state: run them with fastbfm.adapt.adapter.run_adapters")
-        round_seed = int(seeds.integers(2**31))
+        # fixed start states (a safe gate's duels): the same reset seeds in every such round
+        round_seed = int(np.random.default_rng([adapter.seed, 2]).integers(2**31)) if adapter.fixed_starts else int(seeds.integers(2**31))
         rollout_seeds = [round_seed + int(group) for group in adapter.start_groups()]
         start_obs = {s: env.reset(seed=s)[0] for s in set(rollout_seeds)}
         first = np.stack([start_obs[s] for s in rollout_seeds]).astype(np.float32)

@@ -45,20 +45,21 @@ class SeedEvaluator:
 
     @torch.inference_mode()
     def __call__(self, z: torch.Tensor) -> np.ndarray:
-        """``z``: (seeds, z_dim) -> mean return per seed, (seeds,)."""
+        """``z``: (seeds, z_dim) -> the return of each seed's episodes, (seeds, episodes): episode j of
+        every call starts from the same state, so returns of two latents pair up by episode."""
         returns = run_episodes(self.model, self.env, self.starts, z.repeat_interleave(self.episodes, 0))
-        return returns.reshape(self.num_seeds, self.episodes).mean(1)
+        return returns.reshape(self.num_seeds, self.episodes)
 
     @torch.inference_mode()
     def policies(self, act) -> np.ndarray:
         """The same episodes for policies that are not one latent of the frozen model (a state-conditioned
-        latent, fine-tuned networks): ``act(seed_index, obs (episodes, obs_dim)) -> actions``."""
+        latent, fine-tuned networks): ``act(seed_index, obs (episodes, obs_dim)) -> actions``; (seeds, episodes)."""
         E = self.episodes
 
         def policy(obs: np.ndarray) -> np.ndarray:
             return np.concatenate([act(i, obs[i * E : (i + 1) * E]) for i in range(self.num_seeds)])
 
-        return run_policy(self.env, self.starts, policy).reshape(self.num_seeds, E).mean(1)
+        return run_policy(self.env, self.starts, policy).reshape(self.num_seeds, E)
 
 
 def run_policy(env: BatchedEnv, starts: np.ndarray, policy) -> np.ndarray:

@@ -72,6 +72,12 @@ class Adapter(ABC):
         """The next round continues from where the previous round's first rollout ended."""
         return False
 
+    @property
+    def fixed_starts(self) -> bool:
+        """The next round's start groups index a fixed set of start states, the same in every such round
+        (drawn from the seed alone: a safe gate's duels pair returns across rounds)."""
+        return False
+
     @abstractmethod
     def propose(self, start_obs: np.ndarray) -> None:
         """Choose the next round's latents or policy; ``start_obs`` (rollouts, obs_dim)."""
@@ -127,16 +133,22 @@ def run_adapters(
     evaluate = SeedEvaluator(model, task, [a.seed for a in adapters], eval_episodes)
     label = f"{first.label} on {task.full_name}"
 
-    def returns_of(latents: list[torch.Tensor | None]) -> np.ndarray:
+    last: list = [None, None]  # the latents last evaluated and their returns
+
+    def returns_of(latents: list[torch.Tensor | None]) -> tuple[np.ndarray, list[torch.Tensor | None]]:
+        latents = [None if z is None else z.detach().clone() for z in latents]
         if all(z is not None for z in latents):
+            if last[0] is not None and all(torch.equal(z, y) for z, y in zip(latents, last[0])):
+                return last[1], latents  # the same policies on the same episodes: the same returns, bit for bit
             returns = evaluate(torch.stack(latents))
+            last[:] = latents, returns
         else:
             returns = evaluate.policies(lambda i, obs: adapters[i].policy(obs))
         if not np.isfinite(returns).all():
             raise FastBFMError(f"{label}: non-finite evaluation returns")
-        return returns
+        return returns, latents
 
-    def current() -> np.ndarray:
+    def current() -> tuple[np.ndarray, list[torch.Tensor | None]]:
         return returns_of([a.current_latent() for a in adapters])
 
     with torch.inference_mode():
@@ -191,6 +203,10 @@ def run_seeds(
     the config's budget and evaluation schedule (``episodes``, ``eval_episodes``, ``eval_every``)."""
     T = get_domain(task.domain).episode_length
     runs = [adapter_type(model, prompt, config, seed, T) for seed in seeds]
+    if getattr(config, "safe", None) is not None and runs and runs[0].initial_latent() is not None:
+        from fastbfm.adapt.safe import SafeGate  # a wrapper of adapters: imports this module
+
+        runs = [SafeGate(run, config.safe, config.episodes, T) for run in runs]
     return run_adapters(runs, task, config.episodes, config.eval_episodes, config.eval_every, progress, name)
 
 
@@ -201,6 +217,9 @@ def _rollout(adapters: list[Adapter], env: BatchedEnv, domain, H: int, chain: np
     for i, a in enumerate(adapters):
         if a.resume:
             starts.append(np.repeat(chain[i : i + 1], n, axis=0))
+        elif a.fixed_starts:
+            groups = a.start_groups()
+            starts.append(domain.sample_initial_state(np.random.default_rng([a.seed, 2]), int(groups.max()) + 1)[groups])
         else:
             groups = a.start_groups()
             starts.append(domain.sample_initial_state(a.start_rng, int(groups.max()) + 1)[groups])

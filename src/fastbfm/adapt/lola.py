@@ -30,6 +30,7 @@ import torch
 
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
+from fastbfm.adapt.safe import SafeConfig
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
@@ -42,14 +43,17 @@ class LoLAConfig:
     """Adaptation budget in episodes of the task (episode_length environment steps each)."""
     num_candidates: int = 4
     horizon: int = 250
-    sigma: float = 0.1
+    sigma: float = 0.2
     """Std of the latent perturbation per coordinate; latents have norm sqrt(d), so about the relative noise."""
-    lr: float = 0.02
+    lr: float = 0.05
     discount: float | None = None
     """Discount of the lookahead and bootstrap; None: the one the model was trained with (its successor
     features are sums discounted by it, ``model.discount``)."""
     pessimism: float = 0.5
     reset_free: bool = False
+    safe: SafeConfig | None = SafeConfig()
+    """Deploy a new latent only when a paired test on duel episodes within the budget shows it better
+    (``fastbfm.adapt.safe``); None: the method's current latent is the policy (``--no-safe``)."""
     """Continue from where the previous lookahead ended; reset only at episode boundaries."""
     eval_episodes: int = 10
     eval_every: float = 0.0
@@ -59,7 +63,7 @@ class LoLAConfig:
 
     @property
     def method_name(self) -> str:
-        return "lola-reset-free" if self.reset_free else "lola"
+        return ("lola-reset-free" if self.reset_free else "lola") + ("" if self.safe is not None else "-unsafe")
 
     def __post_init__(self):
         if self.num_candidates < 2:

@@ -9,7 +9,7 @@ in :data:`METHODS` below; a method defined outside fastbfm is added with :func:`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from fastbfm.adapt.adapter import Adapter
@@ -18,6 +18,7 @@ from fastbfm.adapt.lola import LoLA, LoLAConfig
 from fastbfm.adapt.opti import OptiConfig, OptimisticInference
 from fastbfm.adapt.race import Race, RaceConfig
 from fastbfm.adapt.rela import ReLA, ReLAConfig
+from fastbfm.adapt.safe import SafeConfig
 from fastbfm.adapt.search import LatentSearch, SearchConfig
 from fastbfm.errors import FastBFMError
 
@@ -44,6 +45,14 @@ class MethodOptions:
     """Latent perturbation std per coordinate (LoLA; the search's initial step)."""
     lr: float | None = None
     """LoLA's Adam step on the latent mean."""
+    safe: bool = True
+    """Latent-search methods: deploy a new latent only on a won paired test (``fastbfm.adapt.safe``)."""
+    confidence: float | None = None
+    """Safe deployment's confidence (default: ``SafeConfig.confidence``; the race's own)."""
+    safe_starts: int | None = None
+    """Safe deployment's duel start states (not the race)."""
+    safe_duels: int | None = None
+    """Safe deployment's duels over the budget (not the race)."""
     state_latent: bool = False
     """ReLA: a state-conditioned latent instead of one global latent."""
     warm_start: bool = False
@@ -79,17 +88,36 @@ class Method:
         return self.needs_labels(config) if callable(self.needs_labels) else self.needs_labels
 
 
+def _safe(o: MethodOptions) -> dict:
+    """The ``safe`` field of a gated method's config."""
+    if not o.safe:
+        return {"safe": None}
+    given = {k: v for k, v in (("confidence", o.confidence), ("starts", o.safe_starts), ("duels", o.safe_duels)) if v is not None}
+    return {"safe": SafeConfig(**given)} if given else {}
+
+
+def _race(o: MethodOptions) -> RaceConfig:
+    if not o.safe:
+        return RaceConfig(**o.budget, confidence=None)
+    return RaceConfig(**o.budget, **({"confidence": o.confidence} if o.confidence is not None else {}))
+
+
+def _unsafe(build: Callable[[MethodOptions], Any]) -> Callable[[MethodOptions], Any]:
+    return lambda o: build(replace(o, safe=False))
+
+
 def _search(method: str, lookahead: bool):
     def build(o: MethodOptions) -> SearchConfig:
         horizon = {"horizon": o.horizon if o.horizon is not None else LoLAConfig.horizon} if lookahead else {}
-        return SearchConfig(method=method, **o.budget, **horizon, **o.given(population="candidates", sigma="sigma"))
+        return SearchConfig(method=method, **o.budget, **horizon, **o.given(population="candidates", sigma="sigma"), **_safe(o))
 
     return build
 
 
 def _lola(reset_free: bool):
     def build(o: MethodOptions) -> LoLAConfig:
-        return LoLAConfig(**o.budget, reset_free=reset_free, **o.given(num_candidates="candidates", horizon="horizon", sigma="sigma", lr="lr"))
+        return LoLAConfig(**o.budget, reset_free=reset_free, **o.given(num_candidates="candidates", horizon="horizon", sigma="sigma", lr="lr"),
+                          **_safe(o))
 
     return build
 
@@ -99,13 +127,13 @@ METHODS: dict[str, Method] = {
     for m in (
         Method(DEFAULT_METHOD, "LoLA", LoLA, _lola(False), "LoLA: policy-gradient steps on the latent, scored by lookahead plus the critic"),
         Method("lola-reset-free", "LoLA (reset-free)", LoLA, _lola(True), "LoLA whose lookaheads continue one episode"),
-        Method("rela", "ReLA", ReLA, lambda o: ReLAConfig(**o.budget, latent="state" if o.state_latent else "global"),
+        Method("rela", "ReLA", ReLA, lambda o: ReLAConfig(**o.budget, latent="state" if o.state_latent else "global", **_safe(o)),
                "ReLA: residual critics on top of the frozen one (--state-latent: a latent per state)"),
         Method("finetune", "Fine-tuning", Finetune, lambda o: FinetuneConfig(**o.budget), "TD3 on copies of the networks"),
         Method("cmaes", "CMA-ES", LatentSearch, _search("cmaes", False), "CMA-ES over the latent, one episode per candidate"),
         Method("cmaes-lookahead", "CMA-ES + lookahead", LatentSearch, _search("cmaes", True), "CMA-ES on LoLA's lookahead scores"),
         Method("cem", "CEM", LatentSearch, _search("cem", False), "the cross-entropy method over the latent"),
-        Method("race", "Race", Race, lambda o: RaceConfig(**o.budget),
+        Method("race", "Race", Race, _race,
                "fastbfm's successive halving over latents on lookahead scores (docs/adaptation.md)"),
         Method("opti-ucb", "OpTI-UCB", OptimisticInference, lambda o: OptiConfig(rule="ucb", **o.budget, warm_start=o.warm_start),
                "optimistic task inference, upper confidence bound (label-free unless --warm-start)",
@@ -115,6 +143,14 @@ METHODS: dict[str, Method] = {
                needs_labels=lambda c: c.warm_start, starts_at_zero_shot=False),
     )
 }
+GATED = ("lola", "lola-reset-free", "rela", "cmaes", "cmaes-lookahead", "cem", "race")
+"""The latent-search methods whose deployed latent moves only on a won paired test by default
+(``fastbfm.adapt.safe``; the race tests its own final). ``<name>-unsafe`` is each with the gate off."""
+METHODS = {name: m for base in METHODS.values() for name, m in (
+    ((base.name, base), (f"{base.name}-unsafe", replace(base, name=f"{base.name}-unsafe", build=_unsafe(base.build),
+                                                         label=base.label[:-1] + ", unsafe)" if base.label.endswith(")") else f"{base.label} (unsafe)",
+                                                         summary=f"{base.name} without safe deployment")))
+    if base.name in GATED else ((base.name, base),))}
 """Every method, in the order reports list them."""
 
 _PLUGINS: dict[str, Method] = {}

@@ -12,14 +12,15 @@ latent (z_r at first), and spends its budget on few of them, chosen cheaply:
   incumbent go on;
 - stage 1: those 48, 250 steps each from that common start state, scored by LoLA's lookahead score
   (discounted rewards plus the critic's bootstrap): 12 episodes;
-- stage 2: the best 3 (the incumbent among them), full episodes from 2 common start states, scored by
-  their mean return: 6 episodes.
+- stage 2 (the final): the best challenger and the incumbent, full episodes from 4 common start states:
+  8 episodes.
 
-The incumbent runs in every stage whatever its score, and is replaced only by a finalist whose return
-beats its own on the same episodes, so the policy never moves on a cheap score alone. A bracket spends
-18 episodes; with a larger budget the next bracket races around the new incumbent. A bracket that the
-rest of the budget cannot pay for whole is not started (at a budget of 50 the race stops after 36
-episodes). The evaluated policy is the incumbent.
+The incumbent runs in every stage whatever its score, and is replaced only when the challenger's paired
+returns on the final's start states beat its own with 95% confidence (one-sided Student-t lower bound of
+the mean paired difference above zero; ``confidence=None``: a higher mean suffices), so the policy never
+moves on a cheap score alone. A bracket spends 20 episodes; with a larger budget the next bracket races
+around the new incumbent. A bracket that the rest of the budget cannot pay for whole is not started (at a
+budget of 50 the race stops after 40 episodes). The evaluated policy is the incumbent.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.lola import lookahead_scores
 from fastbfm.adapt.oracle import OracleConfig, candidate_latents
+from fastbfm.adapt.safe import paired_lower_bound
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
@@ -43,7 +45,7 @@ from fastbfm.errors import FastBFMError
 class RaceConfig:
     episodes: int = 20
     """Adaptation budget in episodes of environment steps."""
-    stages: tuple[tuple[int, int, int], ...] = ((48, 250, 1), (3, 1000, 2))
+    stages: tuple[tuple[int, int, int], ...] = ((48, 250, 1), (2, 1000, 4))
     """(latents, horizon, start states) per stage of a bracket: the first stage's latents are drawn, each
     later stage keeps the best of the previous one. Horizons below the episode length are scored with
     the critic's bootstrap; full episodes by their return."""
@@ -56,10 +58,18 @@ class RaceConfig:
     critic's value alone at the bracket's first start state, psi(s0, pi(s0, z), z)^T w_r (no
     environment step spent)."""
     pessimism: float = 0.5
+    discount: float | None = None
+    """Discount of the lookahead scores (rewards and the critic's bootstrap); default: the model's."""
+    confidence: float | None = 0.95
+    """Safe deployment: the best finalist replaces the incumbent only when the one-sided Student-t lower
+    confidence bound of its mean paired difference with the incumbent, over the final's common start
+    states, is above zero (Bonferroni over the finalists that challenge it); None: the higher mean return wins."""
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every stage (0) or every this many episodes of budget."""
-    method_name = "race"
+    @property
+    def method_name(self) -> str:
+        return "race" if self.confidence is not None else "race-unsafe"
 
     def __post_init__(self):
         if self.screen < 0:
@@ -69,6 +79,8 @@ class RaceConfig:
         counts = [stage[0] for stage in self.stages]
         if counts[0] < 2 or any(b > a for a, b in zip(counts, counts[1:])):
             raise FastBFMError(f"race stages must start with 2 or more latents and never grow: got {counts}")
+        if self.confidence is not None and (not 0 < self.confidence < 1 or self.stages[-1][2] < 2):
+            raise FastBFMError("a safe race needs 0 < confidence < 1 and a final stage on 2 or more start states (or confidence None)")
         if self.episodes < 0 or self.eval_episodes < 1 or not self.sigmas or min(self.sigmas) <= 0 or not 0 <= self.sphere_fraction <= 1:
             raise FastBFMError("a race needs episodes >= 0, eval_episodes >= 1, positive sigmas and 0 <= sphere_fraction <= 1")
 
@@ -81,7 +93,8 @@ class Race(Adapter):
     def __init__(self, model: BFM, prompt: TaskPrompt, config: RaceConfig, seed: int, episode_length: int):
         super().__init__(model, seed, rollouts=config.stages[0][0] * config.stages[0][2], shared_start=False)
         self.config, self.episode_length = config, episode_length
-        self.w, self.gamma = prompt.w.clone(), training_discount(model)
+        self.w = prompt.w.clone()
+        self.gamma = training_discount(model) if config.discount is None else config.discount
         self.generator = torch.Generator().manual_seed(seed)
         self.incumbent = prompt.z.clone()
         self.latents = self.scores = None
@@ -139,7 +152,8 @@ class Race(Adapter):
         else:
             w = self.w.expand(self.rollouts, -1)
             scores = lookahead_scores(self.model, rewards, next_obs[-1], self.z, w, self.gamma, self.config.pessimism)
-        self.scores = scores.reshape(self.starts, self.count).mean(0)
+        self.per_start = scores.reshape(self.starts, self.count)
+        self.scores = self.per_start.mean(0)
 
     def update(self) -> None:
         if not np.isfinite(self.scores).all():
@@ -152,8 +166,13 @@ class Race(Adapter):
             self.stage += 1
             self._layout()
             return
-        best = int(np.argmax(self.scores))
-        if self.scores[best] > self.scores[0]:
+        best = int(np.argmax(self.scores[1:])) + 1
+        if self.config.confidence is None:
+            replace = self.scores[best] > self.scores[0]
+        else:
+            level = 1 - (1 - self.config.confidence) / (len(self.scores) - 1)
+            replace = paired_lower_bound(self.per_start[:, best] - self.per_start[:, 0], level) > 0
+        if replace:
             self.incumbent = self.latents[best].clone()
         self._draw()
 

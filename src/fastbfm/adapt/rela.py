@@ -51,6 +51,7 @@ import torch
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.online import ReplayBuffer, smoothed
+from fastbfm.adapt.safe import SafeConfig
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.nn import mlp, polyak
 from fastbfm.bfm.protocol import BFM, training_discount
@@ -78,6 +79,11 @@ class ReLAConfig:
     delta_lr: float = 1e-4
     actor_every: int = 2
     tau: float = 0.005
+    trust_radius: float | None = None
+    """Trust region of the global latent: after every step it is pulled back to within this distance of
+    z_r, relative to |z_r| (None: unbounded)."""
+    warmup_episodes: int = 0
+    """Episodes whose updates train the residual critics only; the latent moves from the next one on."""
     latent_noise: float = 0.1
     """Std per coordinate of the explored latents around the current one (as LoLA's sigma)."""
     segment: int = 100
@@ -89,10 +95,17 @@ class ReLAConfig:
     discount: float | None = None
     """None: the model's training discount (``model.discount``)."""
     pessimism: float = 0.5
+    safe: SafeConfig | None = SafeConfig()
+    """With the global latent: deploy a new latent only on a won paired duel (``fastbfm.adapt.safe``);
+    None: the learned latent is the policy. A state-conditioned latent has no single latent to deploy and
+    runs ungated."""
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every step of the method (0) or every this many episodes of budget."""
-    method_name = "rela"
+    @property
+    def method_name(self) -> str:
+        # a state-conditioned latent has no single latent to deploy: it runs ungated whatever ``safe`` says
+        return "rela" if self.safe is not None or self.latent == "state" else "rela-unsafe"
 
     def __post_init__(self):
         if self.latent not in LATENTS:
@@ -101,6 +114,8 @@ class ReLAConfig:
             raise FastBFMError(f"unknown ReLA residual '{self.residual}'; residuals: {', '.join(RESIDUALS)}")
         if min(self.updates_per_episode, self.batch_size, self.hidden_dim, self.actor_every, self.segment, self.eval_episodes) < 1 or self.episodes < 0:
             raise FastBFMError("ReLA needs episodes >= 0 and updates_per_episode, batch_size, hidden_dim, actor_every, segment, eval_episodes >= 1")
+        if (self.trust_radius is not None and self.trust_radius <= 0) or self.warmup_episodes < 0:
+            raise FastBFMError("ReLA needs trust_radius > 0 (or None) and warmup_episodes >= 0")
         if min(self.critic_lr, self.latent_lr, self.delta_lr) <= 0 or not 0 < self.tau <= 1 or min(self.latent_noise, self.exploration_noise, self.target_noise, self.noise_clip) < 0:
             raise FastBFMError("ReLA needs positive learning rates, 0 < tau <= 1 and non-negative noises")
 
@@ -124,7 +139,7 @@ class ReLA(Adapter):
             self._build(model, prompt, config)
         self.buffer = ReplayBuffer(capacity, model.obs_dim, model.action_dim, model.z_dim)
         self.obs_mean, self.obs_std = torch.zeros(model.obs_dim), torch.ones(model.obs_dim)
-        self.updates = 0
+        self.updates = self.episodes_seen = 0
 
     def _build(self, model: BFM, prompt: TaskPrompt, config: ReLAConfig) -> None:
         self.critic = mlp(model.obs_dim + model.action_dim + model.z_dim, [config.hidden_dim] * 2, 1, ensemble_size=2)
@@ -135,6 +150,7 @@ class ReLA(Adapter):
         self.critic_target.requires_grad_(False)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
         self.z = torch.nn.Parameter(prompt.z.clone())
+        self.z_reward = prompt.z.clone()
         if config.latent == "state":
             self.delta = mlp(model.obs_dim, [config.hidden_dim] * 2, model.z_dim, ensemble_size=1)
             self.delta[-1].weight.data.zero_()
@@ -199,10 +215,25 @@ class ReLA(Adapter):
         self.buffer.add(obs, actions, rewards, next_obs, self.acted)
 
     def update(self) -> None:
+        self.episodes_seen += 1
         for _ in range(self.config.updates_per_episode):
             self._update(self.gamma)
         if not torch.isfinite(self.z).all():
             raise FastBFMError("the latent became non-finite")
+
+    def _constrain(self, z: torch.Tensor) -> torch.Tensor:
+        """Back on the sphere, and within the trust region around z_r (a few bisection steps on the segment
+        from z_r: the sphere's arc and the ball meet there)."""
+        z = self.model.project(z)
+        radius = self.config.trust_radius
+        if radius is None or (z - self.z_reward).norm() <= radius * self.z_reward.norm():
+            return z
+        low, high = 0.0, 1.0
+        for _ in range(30):
+            mid = (low + high) / 2
+            inside = (self.model.project(self.z_reward + mid * (z - self.z_reward)) - self.z_reward).norm() <= radius * self.z_reward.norm()
+            low, high = (mid, high) if inside else (low, mid)
+        return self.model.project(self.z_reward + low * (z - self.z_reward))
 
     def current_latent(self) -> torch.Tensor | None:
         return self.z.detach() if self.config.latent == "global" else None
@@ -225,7 +256,7 @@ class ReLA(Adapter):
         loss.backward()
         self.critic_optimizer.step()
         self.updates += 1
-        if self.updates % cfg.actor_every:
+        if self.updates % cfg.actor_every or self.episodes_seen <= cfg.warmup_episodes:
             return
         self.critic.requires_grad_(False)
         z = self.latent(obs)
@@ -236,7 +267,7 @@ class ReLA(Adapter):
         self.actor_optimizer.step()
         self.critic.requires_grad_(True)
         with torch.no_grad():
-            self.z.copy_(model.project(self.z))
+            self.z.copy_(self._constrain(self.z))
         polyak(list(self.critic_target.parameters()), list(self.critic.parameters()), cfg.tau)
 
 

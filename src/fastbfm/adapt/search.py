@@ -21,6 +21,7 @@ import torch
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
 from fastbfm.adapt.lola import lookahead_scores
+from fastbfm.adapt.safe import SafeConfig
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
@@ -42,6 +43,9 @@ class SearchConfig:
     sigma: float = 0.1
     """Initial search std per latent coordinate (latents have norm sqrt(d))."""
     elite_fraction: float = 0.5
+    safe: SafeConfig | None = SafeConfig()
+    """Deploy a new latent only when a paired test on duel episodes within the budget shows it better
+    (``fastbfm.adapt.safe``); None: the method's current latent is the policy (``--no-safe``)."""
     """CEM: fraction of each generation whose latents refit the Gaussian."""
     eval_episodes: int = 10
     eval_every: float = 0.0
@@ -49,7 +53,7 @@ class SearchConfig:
 
     @property
     def method_name(self) -> str:
-        return self.method if self.horizon is None else f"{self.method}-lookahead"
+        return (self.method if self.horizon is None else f"{self.method}-lookahead") + ("" if self.safe is not None else "-unsafe")
 
     def __post_init__(self):
         if self.method not in METHODS:

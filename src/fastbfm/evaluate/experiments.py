@@ -14,6 +14,7 @@ from fastbfm.bfm.protocol import BFM
 from fastbfm.data.dataset import TransitionDataset
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
+from fastbfm.evaluate.paired import paired_curve
 from fastbfm.rollout import evaluate_latent, random_policy_returns
 
 
@@ -99,7 +100,20 @@ def adapt(
         # Latents as plain lists so that `fastbfm render` and `report --videos` can replay them.
         "z_zero_shot": prompt.z.tolist() if prompt is not None else None,
         "z": [c.z.tolist() if c.z is not None else None for c in curves],
+        # per seed and point: each evaluation episode's return (paired by start state across points) and
+        # the latent evaluated (`fastbfm render --evolution` replays them)
+        "episode_returns": [c.episode_returns for c in curves],
+        "latents": [c.latents for c in curves],
+        "paired": paired_curve(np.array([c.episode_returns for c in curves])),
         "compute_s_per_episode": float(np.mean([c.compute_s for c in curves]) / max(config.episodes, 1)),
         "sim_s_per_episode": float(np.mean([c.sim_s for c in curves]) / max(config.episodes, 1)),
         "config": {k: v for k, v in asdict(config).items() if k != "seed"},
+        "safe": is_safe(config),
     }
+
+
+def is_safe(config) -> bool:
+    """Whether the run's deployed latent moves only on a won paired test (``fastbfm.adapt.safe``)."""
+    if hasattr(config, "confidence"):  # the race tests its own final
+        return config.confidence is not None
+    return getattr(config, "safe", None) is not None and getattr(config, "latent", "global") == "global"

@@ -34,7 +34,11 @@ def grid_methods() -> list[str]:
     the best of 256 latents on the seed's evaluation episodes)."""
     return [ZERO_SHOT, *registry.names(), ORACLE]
 
+
 TIDY_COLUMNS = ("model", "task", "method", "seed", "budget_episodes", "episodes", "return", "compute_s_per_episode", "sim_s_per_episode")
+EPISODE_COLUMNS = ("model", "task", "method", "seed", "episodes", "start", "return")
+"""``episodes.csv``: the return of every evaluation episode (start: its index among the seed's fixed start
+states), so that a point pairs with zero-shot on the same start states (``fastbfm summarize``'s dip test)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,41 @@ def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: floa
     return {"format_version": 1, "cell": asdict(cell), "budget_episodes": episodes, "result": result}
 
 
+def run_cells(cells: list[GridCell], episodes: int, eval_episodes: int, eval_every: float = 0.0, plugins: tuple = (),
+              discount: float | None = None, device: str = "cpu") -> list[dict]:
+    """Cells of one (model, task, method) that differ by seed, in one process with their seeds in lockstep
+    (one batch of simulations); one payload per cell, each as :func:`run_cell` writes it."""
+    if len(cells) == 1:
+        return [run_cell(cells[0], episodes, eval_episodes, eval_every, plugins, discount, device)]
+    import numpy as np
+    import torch
+
+    from fastbfm.envs import get_task
+    from fastbfm.evaluate.experiments import adapt
+    from fastbfm.bfm.placement import place, resolve_device
+    from fastbfm.evaluate.paired import paired_curve
+    from fastbfm.models import load_model
+
+    torch.set_num_threads(1)
+    for method in plugins:
+        registry.register(method)
+    first = cells[0]
+    task = get_task(first.task)
+    together = adapt(place(load_model(first.model, discount=discount), resolve_device(device)), task, _domain_dataset(task.domain),
+                     method_config(first.method, episodes, eval_episodes, eval_every), [c.seed for c in cells])
+    payloads = []
+    for i, cell in enumerate(cells):
+        curve = together["curves"][i]
+        change = (lambda v: 100 * (v - curve[0]) / abs(curve[0]) if curve[0] else None)  # noqa: E731
+        result = {**together, "seeds": [cell.seed], "curves": [curve], "zero_shot": curve[0], "final": curve[-1], "final_std": 0.0,
+                  "change_pct": change(curve[-1]), "lowest": min(curve), "lowest_vs_zero_shot_pct": change(min(curve)),
+                  "z": [together["z"][i]], "episode_returns": [together["episode_returns"][i]], "latents": [together["latents"][i]],
+                  "paired": paired_curve(np.array([together["episode_returns"][i]]))}
+        payloads.append({"format_version": 1, "cell": asdict(cell), "budget_episodes": episodes, "result": result,
+                         "lockstep_seeds": [c.seed for c in cells]})
+    return payloads
+
+
 @functools.lru_cache(maxsize=1)
 def _domain_dataset(domain: str):
     """A worker keeps the last domain's dataset: cells come grouped by model, and loading one takes a minute."""
@@ -139,6 +178,16 @@ def _tidy_rows(cells: list[dict]) -> list[dict]:
     return rows
 
 
+def _episode_rows(cells: list[dict]) -> list[dict]:
+    rows = []
+    for c in cells:
+        r = c["result"]
+        for episodes, returns in zip(r["episodes"], (r.get("episode_returns") or [[]])[0]):
+            rows += [{"model": c["cell"]["model"], "task": r["task"], "method": r["method"], "seed": c["cell"]["seed"],
+                      "episodes": episodes, "start": j, "return": value} for j, value in enumerate(returns)]
+    return rows
+
+
 def _merge_seeds(cells: list[dict]) -> list[dict]:
     """One result per (model, task, method) with all its seeds, in the format of ``fastbfm adapt``'s."""
     groups: dict[tuple, list[dict]] = {}
@@ -158,6 +207,9 @@ def _merge_seeds(cells: list[dict]) -> list[dict]:
             "zero_shot": zero, "final": final, "change_pct": 100 * (final - zero) / abs(zero) if zero else None,
             "lowest": min(mean_curve), "episodes": results[0]["episodes"], "curves": curves,
             "z": [(r.get("z") or [None])[0] for r in results],
+            "z_zero_shot": results[0].get("z_zero_shot"),
+            "latents": [(r.get("latents") or [None])[0] for r in results],
+            "episode_returns": [(r.get("episode_returns") or [None])[0] for r in results],
             "compute_s_per_episode": sum(r.get("compute_s_per_episode") or 0 for r in results) / len(results),
             "sim_s_per_episode": sum(r.get("sim_s_per_episode") or 0 for r in results) / len(results),
         })
@@ -178,10 +230,13 @@ def run_grid(
     progress: bool = True,
     discount: float | None = None,
     device: str = "cpu",
+    lockstep: bool = False,
 ) -> dict:
     """``discount``: the training discount of models that record none (Meta Motivo's). ``device``: where
     each cell's model runs, resolved in the worker (results do not depend on it beyond float rounding,
-    so it is not part of the grid's budget)."""
+    so it is not part of the grid's budget). ``lockstep``: the missing seeds of one (model, task, method)
+    run in one process, their simulations in one batch (as ``fastbfm adapt --seeds N``; each seed equals
+    its lone run up to float rounding across batch sizes), still written as one cell per seed."""
     from fastbfm.bfm.placement import resolve_device
 
     resolve_device(device)  # refuse an unavailable device here, before any worker starts
@@ -191,11 +246,11 @@ def run_grid(
     cells = grid_cells(models, tasks, methods, seeds)
     _check_discounts(models, methods, discount)
     with folder_lock(out, "grid"):
-        return _run_grid(out, cells, models, episodes, eval_episodes, eval_every, workers, ray_address, progress, discount, device)
+        return _run_grid(out, cells, models, episodes, eval_episodes, eval_every, workers, ray_address, progress, discount, device, lockstep)
 
 
 def _run_grid(out: Path, cells: list[GridCell], models: list[str], episodes: int, eval_episodes: int, eval_every: float,
-              workers: int, ray_address: str | None, progress: bool, discount: float | None, device: str) -> dict:
+              workers: int, ray_address: str | None, progress: bool, discount: float | None, device: str, lockstep: bool) -> dict:
     budget = {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every}
     _check_budget(out, budget if discount is None else {**budget, "discount": discount})
     (out / "cells").mkdir(parents=True, exist_ok=True)
@@ -211,15 +266,23 @@ def _run_grid(out: Path, cells: list[GridCell], models: list[str], episodes: int
         _run_on_ray(todo, (episodes, eval_episodes, eval_every, registry.plugins(), discount, device), out, ray_address, bar)
     elif todo:
         context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or MuJoCo state
+        groups: dict = {}
+        for c in todo:
+            together = lockstep and c.method not in (ZERO_SHOT, ORACLE)
+            groups.setdefault((c.model, c.task, c.method) if together else c, []).append(c)
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(run_cell, c, episodes, eval_episodes, eval_every, registry.plugins(), discount, device): c for c in todo}
+            futures = {pool.submit(run_cells, group, episodes, eval_episodes, eval_every, registry.plugins(), discount, device): group
+                       for group in groups.values()}
             for future in as_completed(futures):
-                write_json(out / "cells" / futures[future].file_name, future.result())
-                bar.update(1)
+                for cell, payload in zip(futures[future], future.result()):
+                    write_json(out / "cells" / cell.file_name, payload)
+                    bar.update(1)
     bar.close()
     # every cell of the folder, not only this run's: a rerun that names fewer methods keeps the others' rows
     done = [read_json(path, checker(GridCellFile, "corrupt grid cell"), what="grid cell") for path in sorted((out / "cells").glob("*.json"))]
     write_csv(out / "results.csv", TIDY_COLUMNS, _tidy_rows(done))
+    if episode_rows := _episode_rows(done):
+        write_csv(out / "episodes.csv", EPISODE_COLUMNS, episode_rows)
     results = _merge_seeds(done)
     in_folder = list(dict.fromkeys([*models, *sorted({c["cell"]["model"] for c in done})]))
     payload = {"model": in_folder[0] if len(in_folder) == 1 else None, "models": in_folder, "budget_episodes": episodes, "results": results}

@@ -12,7 +12,11 @@ the curves beside it. Definitions (also printed in the report):
 - per (model, task), seeds are averaged first. The relative change (V - ZS) / ZS is averaged over the
   tasks with ZS >= ``min_zero_shot`` (a relative change of a near-zero return means nothing); headroom
   captured (V - ZS) / (O - ZS), O the oracle, over the tasks where O - ZS >= ``min_headroom``;
-- worst dip: the lowest point of the seed-mean curve below ZS, relative to ZS, over the same tasks;
+- worst dip: the lowest point of the seed-mean curve below ZS, relative to ZS, over the same tasks (the
+  old statistic: the minimum of noisy points sits below the true curve even when nothing changes);
+- paired dip (where the grid wrote ``episodes.csv``): each point against zero-shot on the same start
+  states, the mean difference with its 95% bootstrap interval over start states
+  (``fastbfm.evaluate.paired``); a task dips only where a whole interval lies below zero;
 - compute per adaptation episode: wall-clock of the method (evaluation excluded), with and without the
   simulation it ran.
 """
@@ -62,6 +66,28 @@ def _grid_rows(rows: list[dict], path: Path) -> list[dict]:
              "budget_episodes": float(row["budget_episodes"])} for row in rows]
 
 
+def _episode_rows(rows: list[dict], path: Path) -> list[dict]:
+    try:
+        return [{**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "start": int(row["start"]),
+                 "return": float(row["return"])} for row in rows]
+    except (KeyError, TypeError, ValueError) as e:
+        raise FastBFMError(f"corrupt grid episodes {path}: a row without a number in {e}") from None
+
+
+def load_episodes(grids: list[Path]) -> dict[tuple, dict[float, np.ndarray]]:
+    """(model, task, method, seed) -> {episodes spent: the returns of the seed's evaluation episodes, in
+    start-state order}, from the grids that wrote ``episodes.csv``."""
+    found: dict[tuple, dict[float, dict[int, float]]] = {}
+    for grid in grids:
+        path = Path(grid) / "episodes.csv"
+        if not path.is_file():
+            continue
+        for row in read_csv(path, _episode_rows, what="grid episodes"):
+            key = (row["model"], row["task"], row["method"], row["seed"])
+            found.setdefault(key, {}).setdefault(row["episodes"], {})[row["start"]] = row["return"]
+    return {k: {e: np.array([v[j] for j in sorted(v)]) for e, v in points.items()} for k, points in found.items()}
+
+
 def load_rows(grids: list[Path]) -> list[dict]:
     rows = []
     for grid in grids:
@@ -93,7 +119,40 @@ def _at(curve: dict, budget: float) -> float | None:
     return kept[-1]
 
 
-def summarize(rows: list[dict], thresholds: Thresholds = Thresholds()) -> dict:
+def _paired(episodes: dict, reference: dict, model: str, task: str, method: str, seeds: list[int], grid: list[float]) -> dict | None:
+    """The paired statistic of a (model, task, method) against zero-shot on the same start states: per point
+    the mean difference and its 95% interval; None without per-episode returns for every seed."""
+    from fastbfm.evaluate.paired import paired_interval
+
+    runs = [episodes.get((model, task, method, s)) for s in seeds]
+    refs = [reference.get((model, task, s)) for s in seeds]
+    if any(r is None for r in runs) or any(r is None for r in refs):
+        return None
+    points = [e for e in grid if all(e in run for run in runs)]
+    sizes = {len(r) for r in refs} | {len(run[e]) for run in runs for e in points}
+    if not points or len(sizes) != 1:
+        return None
+    returns = np.stack([np.stack([run[e] for e in points]) for run in runs])
+    mean, low, high = paired_interval(returns, np.stack(refs))
+    paired = {"episodes": points, "difference": mean.tolist(), "low": low.tolist(), "high": high.tolist(), "starts": sizes.pop()}
+    later = range(1, len(points)) if len(points) > 1 else range(1)  # point 0 is zero-shot itself
+    worst = min(later, key=lambda i: paired["difference"][i])
+    paired["worst"] = (paired["difference"][worst], paired["low"][worst], paired["high"][worst])
+    paired["dips"] = any(paired["high"][i] < 0 for i in later)
+    paired["at"] = {b: _paired_at(paired, b) for b in BUDGETS}
+    return paired
+
+
+def _paired_at(paired: dict, budget: float) -> tuple[float, float, float] | None:
+    kept = [i for i, e in enumerate(paired["episodes"]) if e <= budget + 1e-9]
+    if not kept or paired["episodes"][-1] < budget - 1e-9:
+        return None
+    i = kept[-1]
+    return paired["difference"][i], paired["low"][i], paired["high"][i]
+
+
+def summarize(rows: list[dict], thresholds: Thresholds = Thresholds(), episodes: dict | None = None) -> dict:
+    episodes = episodes or {}
     curves = _curves(rows)
     zero_shot: dict[tuple, float] = {}
     oracle: dict[tuple, float] = {}
@@ -106,6 +165,12 @@ def summarize(rows: list[dict], thresholds: Thresholds = Thresholds()) -> dict:
         for (model, task, method, seed), c in curves.items():
             if method == preferred:
                 zero_shot.setdefault((model, task, seed), c["returns"][0])
+
+    reference: dict[tuple, np.ndarray] = {}  # zero-shot's per-episode returns, in the same order of preference
+    for preferred in (ZERO_SHOT, *(m for m in METHODS if starts_at_zero_shot(m))):
+        for (model, task, method, seed), points in episodes.items():
+            if method == preferred and 0.0 in points:
+                reference.setdefault((model, task, seed), points[0.0])
 
     methods = method_order({k[2] for k in curves})
     pairs = sorted({(k[0], k[1]) for k in curves if k[2] in methods})
@@ -125,6 +190,7 @@ def summarize(rows: list[dict], thresholds: Thresholds = Thresholds()) -> dict:
             grid = sorted({e for s in seeds for e in curves[(model, task, method, s)]["episodes"]})
             mean_curve = [float(np.mean([_at(curves[(model, task, method, s)], e) for s in seeds])) for e in grid]
             per_task.append({
+                "paired": _paired(episodes, reference, model, task, method, seeds, grid),
                 "model": model, "task": task, "method": method, "seeds": len(seeds), "zero_shot": zs, "oracle": best,
                 "values": values, "episodes": grid, "mean_curve": mean_curve, "lowest": min(mean_curve),
                 "compute_s": float(np.mean([curves[(model, task, method, s)]["compute"] for s in seeds])),
@@ -174,6 +240,14 @@ def _method_row(method: str, cells: list[dict], thresholds: Thresholds) -> dict:
     dips = [min(0.0, (t["lowest"] - t["zero_shot"]) / t["zero_shot"]) for t in relevant]
     row["worst_dip"] = float(min(dips)) if dips else None
     row["dipped_tasks"] = sum(d < -0.05 for d in dips)
+    paired = [t for t in relevant if t.get("paired") is not None]
+    row["tasks_paired"] = len(paired)
+    row["paired_dips"] = sum(t["paired"]["dips"] for t in paired) if paired else None
+    row["worst_paired"] = (min(((t["paired"]["worst"][0] / t["zero_shot"], t["paired"]["worst"][1] / t["zero_shot"],
+                                  t["paired"]["worst"][2] / t["zero_shot"]) for t in paired), key=lambda w: w[0]) if paired else None)
+    at20 = [t["paired"]["at"][20] for t in paired if t["paired"]["at"][20] is not None]
+    row["paired_improved_20"] = sum(a[1] > 0 for a in at20) if at20 else None
+    row["tasks_paired_20"] = len(at20)
     row["compute_s"] = float(np.mean([t["compute_s"] for t in cells]))
     row["compute_no_sim_s"] = float(np.mean([t["compute_s"] - t["sim_s"] for t in cells]))
     return row
@@ -183,22 +257,35 @@ def pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:+.1f}%"
 
 
+def _count(n: int | None, of: int) -> str:
+    return "—" if n is None else f"{n}/{of}"
+
+
+def _interval(w: tuple[float, float, float] | None) -> str:
+    return "—" if w is None else f"{pct(w[0])} [{pct(w[1])}, {pct(w[2])}]"
+
+
+def _absolute(w: tuple[float, float, float] | None) -> str:
+    return "—" if w is None else f"{w[0]:+.1f} [{w[1]:+.1f}, {w[2]:+.1f}]"
+
+
 def _seconds(x: float) -> str:
     return f"{x:.3g}"
 
 
-def markdown(result: dict, command: str, figure: str | None) -> str:
+def markdown(result: dict, command: str, figure: str | None, title: str = "Fast adaptation on the shipped zoo") -> str:
     t: Thresholds = result["thresholds"]
     lines = [
-        "# Fast adaptation on the shipped zoo",
+        f"# {title}",
         "",
         f"Generated by `{command}` from the grids' `results.csv`; every number below is measured there.",
         "",
         "## Summary per method",
         "",
         "| method | tasks | change vs zero-shot @10 / @20 / @50 | tasks improved @20 | headroom captured @10 / @20 / @50 "
-        "| worst dip | tasks dipping >5% | s / episode | s / episode without simulation |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| worst dip | tasks dipping >5% | paired dips (95% CI below 0) | worst paired point [95% CI] | improved @20 (CI above 0) "
+        "| s / episode | s / episode without simulation |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["summary"]:
         improved = "—" if r["improved_tasks_20"] is None else f"{r['improved_tasks_20']}/{r['tasks_relative']}"
@@ -207,6 +294,8 @@ def markdown(result: dict, command: str, figure: str | None) -> str:
             f"| {' / '.join(pct(r[f'improvement_{b}']) for b in BUDGETS)} | {improved} "
             f"| {' / '.join(pct(r[f'headroom_{b}']) for b in BUDGETS)} ({r['tasks_headroom']} tasks) "
             f"| {pct(r['worst_dip'])} | {r['dipped_tasks']}/{r['tasks_relative']} "
+            f"| {_count(r['paired_dips'], r['tasks_paired'])} | {_interval(r['worst_paired'])} "
+            f"| {_count(r['paired_improved_20'], r['tasks_paired_20'])} "
             f"| {_seconds(r['compute_s'])} | {_seconds(r['compute_no_sim_s'])} |"
         )
     if (best := result.get("hindsight")) is not None:
@@ -225,7 +314,13 @@ def markdown(result: dict, command: str, figure: str | None) -> str:
         f"- change vs zero-shot: (value - zero-shot) / zero-shot, over the tasks with zero-shot >= {t.min_zero_shot:g};",
         f"- headroom captured: (value - zero-shot) / (oracle - zero-shot), over the tasks where the oracle (best of 256"
         f" latents, `fastbfm headroom`) beats zero-shot by >= {t.min_headroom:g};",
-        "- worst dip: the lowest point of a task's seed-mean curve relative to zero-shot, worst task;",
+        "- worst dip: the lowest point of a task's seed-mean curve relative to zero-shot, worst task (the old statistic:"
+        " the minimum of noisy points lies below the true curve even when nothing changes);",
+        "- paired dips: each point of a curve minus zero-shot on the same start states (evaluation is deterministic given"
+        " them), averaged over episodes and seeds, with a 95% bootstrap interval over start states (each seed's episodes"
+        " resampled); a task dips when some point's whole interval is below zero; worst paired point: the point with the"
+        " lowest mean difference and its interval, relative to zero-shot, worst task; improved @20: the interval after 20"
+        " episodes above zero. `—`: the grid wrote no per-episode returns (`episodes.csv`);",
         "- OpTI rows run label-free: they start from a prior draw, not from z_r, and are measured against z_r's"
         " zero-shot all the same (what they must beat without labels);",
         "- the oracle is the best of 256 latents, so a method can beat it (a share above 100%): a yardstick, not a bound;",
@@ -242,13 +337,16 @@ def markdown(result: dict, command: str, figure: str | None) -> str:
             row = next((r for r in rows if r["method"] == method), None)
             cells.append("" if row is None else f"{pct(row['improvement_20'])} / {pct(row['headroom_20'])}")
         lines.append(f"| {label(method)} | " + " | ".join(cells) + " |")
-    lines += ["", "## Per task", "", "| model | task | zero-shot | oracle | method | seeds | @10 | @20 | @50 | lowest |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "## Per task", "", "| model | task | zero-shot | oracle | method | seeds | @10 | @20 | @50 | lowest "
+              "| worst paired point [95% CI] | @20 - zero-shot [95% CI] |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v: "—" if v is None else f"{v:.1f}"  # noqa: E731
     for r in result["per_task"]:
         lines.append(
             f"| {r['model']} | {r['task'].split(':')[-1]} | {r['zero_shot']:.1f} | {fmt(r['oracle'])} "
             f"| {label(r['method'])} | {r['seeds']} "
-            f"| {' | '.join(fmt(r['values'][b]) for b in BUDGETS)} | {r['lowest']:.1f} |"
+            f"| {' | '.join(fmt(r['values'][b]) for b in BUDGETS)} | {r['lowest']:.1f} "
+            f"| {_absolute(r['paired']['worst'] if r.get('paired') else None)} "
+            f"| {_absolute(r['paired']['at'][20] if r.get('paired') else None)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -281,12 +379,13 @@ def plot_headroom(result: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def write_report(grids: list[Path], out: Path, command: str, thresholds: Thresholds = Thresholds()) -> dict:
+def write_report(grids: list[Path], out: Path, command: str, thresholds: Thresholds = Thresholds(),
+                 title: str = "Fast adaptation on the shipped zoo") -> dict:
     """Markdown at ``out`` and ``<out stem>.png`` beside it."""
-    result = summarize(load_rows(grids), thresholds)
+    result = summarize(load_rows(grids), thresholds, load_episodes(grids))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure = plot_headroom(result, out.with_suffix(".png"))
-    text = markdown(result, command, figure.name)
+    text = markdown(result, command, figure.name, title)
     write_text(out, text)
     return result

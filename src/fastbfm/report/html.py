@@ -35,6 +35,10 @@ SUMMARY_COLUMNS = (
     ("change %", "change_pct"),
     ("lowest", "lowest"),
     ("lowest vs zero-shot %", "lowest_vs_zero_shot_pct"),
+    ("worst paired point vs zero-shot", "paired_worst"),
+    ("95% CI", "paired_worst_ci"),
+    ("paired dip", "paired_dip"),
+    ("final vs zero-shot, 95% CI", "paired_final_ci"),
 )
 
 CSS = """
@@ -75,9 +79,25 @@ def summary_rows(results: list[dict]) -> list[dict]:
             "change_pct": r.get("change_pct"),
             "lowest": r.get("lowest"),
             "lowest_vs_zero_shot_pct": r.get("lowest_vs_zero_shot_pct"),
+            **_paired_columns(r.get("paired")),
         }
         for r in results
     ]
+
+
+def _paired_columns(paired: dict | None) -> dict:
+    """The honest dip statistic (``fastbfm.evaluate.paired``): the point whose paired interval against zero-shot
+    reaches lowest, whether that whole interval is below zero, and the final point's interval."""
+    if not paired:
+        return {"paired_worst": None, "paired_worst_ci": None, "paired_dip": None, "paired_final_ci": None}
+    later = range(1, len(paired["high"])) or range(1)  # point 0 is zero-shot itself
+    worst = min(later, key=lambda i: paired["difference"][i])
+    return {
+        "paired_worst": paired["difference"][worst],
+        "paired_worst_ci": f"[{paired['low'][worst]:+.1f}, {paired['high'][worst]:+.1f}]",
+        "paired_dip": "yes" if any(paired["high"][i] < 0 for i in later) else "no",
+        "paired_final_ci": f"{paired['difference'][-1]:+.1f} [{paired['low'][-1]:+.1f}, {paired['high'][-1]:+.1f}]",
+    }
 
 
 def _cell(value, key: str) -> str:
@@ -177,7 +197,9 @@ def build_report(run_dir: str | Path, video_notes: dict[str, str] | None = None)
         "<h2>Results</h2>",
         "<p>Mean evaluation return over seeds (each seed: the mean of its evaluation episodes) of the zero-shot "
         "latent and of the latent after the whole adaptation budget; <i>lowest</i> is the lowest point of the mean "
-        "curve. Returns lie in [0, 1000].</p>",
+        "curve (the old dip statistic: the minimum of noisy points lies below the true curve even when nothing changes). "
+        "<i>Paired</i>: every point minus zero-shot on the same start states, with a 95% bootstrap interval over start "
+        "states; a run <i>dips</i> only where a whole interval lies below zero. Returns lie in [0, 1000].</p>",
         _table("summary", [h for h, _ in SUMMARY_COLUMNS], [k for _, k in SUMMARY_COLUMNS], summary_rows(results)),
         "<h2>Adaptation curves</h2>",
         f'<figure><img id="curves" alt="adaptation curves" src="{data_uri(curves_png(results), "image/png")}">'
@@ -185,7 +207,7 @@ def build_report(run_dir: str | Path, video_notes: dict[str, str] | None = None)
         "the zero-shot return of each method's start.</figcaption></figure>",
     ]
     videos = find_videos(run_dir)
-    parts.append("<h2>Before / after videos</h2>")
+    parts.append("<h2>Videos: before / after, and the policy evolving during adaptation</h2>")
     if videos:
         notes = video_notes or {}
         parts.append("<p>One episode each, all panels from the same seeded start state; the returns in the labels are "

@@ -79,24 +79,36 @@ def render_latents(
     domain = get_domain(task.domain)
     steps = domain.episode_length if steps is None else min(steps, domain.episode_length)
     names = list(latents)
-    z = torch.stack([torch.as_tensor(latents[n], dtype=torch.float32).reshape(-1) for n in names])
-    if z.shape[1] != model.z_dim:
-        raise FastBFMError(f"latents have {z.shape[1]} dimensions, the model {model.z_dim}")
-    env = BatchedEnv(task, num_envs=len(names), nthread=1)
-    obs = env.set_state(np.repeat(eval_start_states(task, 1, seed), len(names), axis=0))
+    given = [torch.as_tensor(latents[n], dtype=torch.float32).reshape(-1) for n in names]
+    if given[0].shape[0] != model.z_dim:
+        raise FastBFMError(f"latents have {given[0].shape[0]} dimensions, the model {model.z_dim}")
+    # panels of one latent share one simulation: the same policy shows the same return (batch rows of the
+    # policy's matmuls round differently, which a chaotic body would turn into different episodes)
+    unique: list[torch.Tensor] = []
+    row = []
+    for latent in given:
+        match = next((i for i, u in enumerate(unique) if torch.equal(u, latent)), None)
+        if match is None:
+            unique.append(latent)
+            match = len(unique) - 1
+        row.append(match)
+    z = torch.stack(unique)
+    env = BatchedEnv(task, num_envs=len(unique), nthread=1)
+    obs = env.set_state(np.repeat(eval_start_states(task, 1, seed), len(unique), axis=0))
     physics = domain.make_physics()
     if task.decorate is not None:
         task.decorate(physics)
     camera_id = _camera_id(physics, camera, task.domain)
-    returns = np.zeros(len(names))
+    returns = np.zeros(len(unique))
 
     def frame() -> np.ndarray:
-        panels = []
-        for i, (name, state) in enumerate(zip(names, env.get_state())):
-            with physics.reset_context():
-                physics.set_state(state)
-            image = physics.render(height=height, width=width, camera_id=camera_id)
-            panels.append(_label(image, f"{name}   return {returns[i]:.1f}") if labels else image)
+        states, images, panels = env.get_state(), {}, []
+        for name, i in zip(names, row):
+            if i not in images:
+                with physics.reset_context():
+                    physics.set_state(states[i])
+                images[i] = physics.render(height=height, width=width, camera_id=camera_id)
+            panels.append(_label(images[i], f"{name}   return {returns[i]:.1f}") if labels else images[i])
         return np.concatenate(panels, axis=1)
 
     frames = [frame()]
@@ -105,7 +117,7 @@ def render_latents(
         returns += reward
         if t % every == 0 or t == steps:
             frames.append(frame())
-    return frames, {n: float(r) for n, r in zip(names, returns)}
+    return frames, {n: float(returns[i]) for n, i in zip(names, row)}
 
 
 def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 25) -> Path:
@@ -177,3 +189,32 @@ def video_name(result: dict, suffix: str = ".gif") -> str:
     """A file name per task and method, e.g. ``point_mass_maze-reach_top_left-<method>.gif``."""
     stem = f"{result['task']}-{result_method(result)}".replace(":", "-")
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) + suffix
+
+
+EVOLUTION_AT = (0, 5, 10, 20)
+"""Budgets (adaptation episodes) whose deployed latents the evolution video shows side by side."""
+
+
+def evolution(result: dict, adapted_seed: int | None = None, at: tuple[float, ...] = EVOLUTION_AT) -> dict[str, torch.Tensor]:
+    """The latent deployed after each budget of ``at`` in one result of ``fastbfm adapt --out``: the latent
+    evaluated at the last point of the curve with at most that many episodes spent (the result stores the
+    latent of every evaluated point). Panels are named ``episode N``."""
+    from fastbfm.report.run import adapted_latent
+
+    seed, _ = adapted_latent(result, adapted_seed)
+    per_seed = result.get("latents")
+    if not per_seed:
+        raise FastBFMError(f"the results of {result['task']} hold no latents per point (written by an older fastbfm): "
+                           "rerun `fastbfm adapt --out RUN_DIR` to record them")
+    seeds = result.get("seeds") or list(range(len(per_seed)))
+    points, latents = result["episodes"], per_seed[seeds.index(seed)]
+    if any(z is None for z in latents):
+        raise FastBFMError(f"{result.get('method', 'lola')} on {result['task']} deploys no single latent per point")
+    budget = points[-1]
+    if max(at) > budget + 1e-9:
+        raise FastBFMError(f"the run spent {budget:g} episodes; cannot show the policy after {max(at):g} (choose --at within the budget)")
+    panels = {}
+    for episodes in at:
+        index = max(i for i, e in enumerate(points) if e <= episodes + 1e-9)
+        panels[f"episode {episodes:g}"] = torch.tensor(latents[index], dtype=torch.float32)
+    return panels
