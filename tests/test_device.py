@@ -81,7 +81,7 @@ def test_rollouts_and_lola_through_the_wrapper_match_the_bare_model(maze_dataset
     z = model.sample_z(1, torch.Generator().manual_seed(0))[0]
     np.testing.assert_array_equal(evaluate_latent(wrapped, task, z, episodes=3), evaluate_latent(model, task, z, episodes=3))
     dataset = load_dataset(maze_dataset_dir)
-    config = LoLAConfig(episodes=4, num_candidates=2, eval_episodes=2)
+    config = LoLAConfig(episodes=4, num_candidates=2, eval_episodes=2, safe=None)
     bare, placed = adapt(model, task, dataset, config, [0]), adapt(wrapped, task, dataset, config, [0])
     assert bare["curves"] == placed["curves"]
 

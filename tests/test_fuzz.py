@@ -110,6 +110,9 @@ BAD = {
     "version": st.one_of(st.none(), st.just("1"), st.integers().filter(lambda v: v != 1), st.just(1.5)),
     "required": st.just(DELETE),
 }
+# optional fields: null is a legal value there (a run that records no domain, results without seeds)
+for _kind in ("int", "nonneg", "str", "list"):
+    BAD["opt_" + _kind] = BAD[_kind].filter(lambda v: v is not None)
 
 
 def _set(doc, path, value):
@@ -200,8 +203,8 @@ MODEL_FIELDS = [
     (("format_version",), "version"), (("algorithm",), "str"), (("algorithm",), "required"), (("model",), "dict"), (("model",), "required"),
     (("model", "obs_dim"), "pos"), (("model", "action_dim"), "pos"), (("model", "z_dim"), "pos"), (("model", "hidden_dim"), "pos"),
     (("model", "backward_hidden_dim"), "pos"), (("model", "ensemble_size"), "pos"), (("model", "obs_dim"), "required"),
-    (("sha256",), "dict"), (("sha256", "model.safetensors"), "hex"), (("meta",), "dict"), (("meta", "updates"), "int"),
-    (("meta", "wall_time_s"), "nonneg"), (("meta", "domain"), "str"),
+    (("sha256",), "dict"), (("sha256", "model.safetensors"), "hex"), (("meta",), "dict"), (("meta", "updates"), "opt_int"),
+    (("meta", "wall_time_s"), "opt_nonneg"), (("meta", "domain"), "opt_str"),
 ]
 TRAINER_FIELDS = [
     (("format_version",), "version"), (("step",), "int"), (("step",), "required"), (("wall_time_s",), "nonneg"), (("optimizers",), "dict"),
@@ -226,7 +229,7 @@ RESULTS_FIELDS = [
     (("results",), "list"), (("results",), "required"), (("results", 0), "dict"), (("results", 0, "task"), "str"),
     (("results", 0, "zero_shot"), "float"), (("results", 0, "final"), "float"), (("results", 0, "episodes"), "list"),
     (("results", 0, "curves"), "list"), (("results", 0, "curves", 0), "list"), (("results", 0, "curves", 0, 0), "float"),
-    (("results", 0, "seeds"), "list"), (("results", 0, "seeds", 0), "int"),
+    (("results", 0, "seeds"), "opt_list"), (("results", 0, "seeds", 0), "int"),
 ]
 
 

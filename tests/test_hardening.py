@@ -367,15 +367,19 @@ def test_the_python_api_refuses_bad_seeds_and_sizes(tmp_path, call):
 def test_a_search_whose_budget_is_below_one_generation_says_so(method):
     """Before: exit 0 with zero-shot reported as the method's result (0.0% change)."""
     model = _tiny_model()
-    config = SearchConfig(method=method, episodes=3, population=4, eval_episodes=1)
+    config = SearchConfig(method=method, episodes=3, population=4, eval_episodes=1, safe=None)  # the ungated method's own check
     with pytest.raises(FastBFMError, match=rf"{method} on {MAZE}: a budget of 3 episodes is less than one round .*at least 4 episodes"):
         search_seeds(model, get_task(MAZE), _prompt(model), config, [0])
 
 
 def test_adapt_cmaes_below_one_generation_is_an_error(small_dataset, monkeypatch, capsys):
     code, err = run_cli(["adapt", "--model", "maze-fb", "--task", MAZE, "--method", "cmaes", "--episodes", 2, "--candidates", 4,
-                         "--seeds", 1, "--eval-episodes", 1, "--data", small_dataset, "-q"], monkeypatch, capsys)
+                         "--seeds", 1, "--eval-episodes", 1, "--data", small_dataset, "--no-safe", "-q"], monkeypatch, capsys)
     assert_one_line_error(code, err, "budget of 2 episodes", "at least 4 episodes")
+    # gated (the default), the duels' cost is named first
+    code, err = run_cli(["adapt", "--model", "maze-fb", "--task", MAZE, "--method", "cmaes", "--episodes", 2, "--candidates", 4,
+                         "--seeds", 1, "--eval-episodes", 1, "--data", small_dataset, "-q"], monkeypatch, capsys)
+    assert_one_line_error(code, err, "duels cost 8 episodes", "--no-safe")
 
 
 # -- collect rerun with fewer episodes ---------------------------------------------------------------
