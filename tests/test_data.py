@@ -141,5 +141,31 @@ def test_each_domain_owns_its_recipe_camera_and_card_extras():
     assert (walker.episodes, walker.segment_length, walker.posture_prob) == (40_000, 25, 0.5)
     assert default_collect_config("quadruped").posture_prob == 0.0 and default_collect_config("point_mass_maze").draw_all_resets
     assert {d: get_domain(d).camera for d in list_domains()} == {"cheetah": "side", "point_mass_maze": "fixed", "quadruped": "y", "walker": "side"}
-    assert [d for d in list_domains() if get_domain(d).partition is not None] == ["point_mass_maze"]
+    assert [d for d in list_domains() if get_domain(d).partition is not None] == ["point_mass_maze", "quadruped"]
     assert get_domain("point_mass_maze").partition.shares(np.array([[-0.1, 0.1, 0, 0], [0.1, -0.1, 0, 0]]))["bottom_right"] == 0.5
+
+
+def test_quadruped_righting_counts_episodes_that_start_upside_down_and_reach_upright():
+    from fastbfm.envs.quadruped import UPRIGHT_OBS, orientation_fractions, righted_fraction
+
+    zz = np.array([[-1.0, -0.8, 0.2, 0.95], [-0.9, -0.9, -0.9, -0.9], [0.95, 0.99, 0.95, 0.9], [-0.6, 0.0, 0.92, 1.0]])
+    obs = np.zeros((zz.size, 78))
+    next_obs = np.zeros((zz.size, 78))
+    obs[:, UPRIGHT_OBS] = zz.ravel()
+    next_obs[:, UPRIGHT_OBS] = np.concatenate([np.append(row[1:], row[-1]) for row in zz])
+    down, share = righted_fraction(obs, next_obs, np.arange(0, zz.size, 4))
+    assert (down, share) == (3, 2 / 3)  # the upright-starting episode is not counted
+    shares = orientation_fractions(obs)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["upright (zz > 0.9)"] == pytest.approx(6 / 16)
+
+
+def test_quadruped_dataset_card_reports_orientation_and_righting(tmp_path):
+    from fastbfm.data.card import write_dataset_card
+
+    collect(CollectConfig(domain="quadruped", episodes=4, num_envs=2, segment_length=20, seed=1), tmp_path, progress=False)
+    stats = write_dataset_card(tmp_path, load_dataset(tmp_path), "quadruped")
+    assert sum(stats["torso orientation_fractions"].values()) == pytest.approx(1.0)
+    card = (tmp_path / "DATASET_CARD.md").read_text()
+    assert "States per torso orientation: upright (zz > 0.9)" in card
+    assert "stored episodes that start upside down" in card

@@ -72,6 +72,45 @@ def test_checkpoint_roundtrip_and_corruption(tmp_path):
         load_model(tmp_path / "missing")
 
 
+@pytest.mark.parametrize("weights, size_ratio, rel_error", [("float16", 0.55, 1e-3), ("int8", 0.3, 1 / 127)])
+def test_compact_weight_storage_round_trips_within_its_precision(tmp_path, weights, size_ratio, rel_error):
+    dtype = getattr(torch, weights)
+    model = FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=8, hidden_dim=256, backward_hidden_dim=64))
+    model.set_normalization(torch.randn(4), torch.rand(4) + 0.5)
+    save_model(model, tmp_path / "full")
+    save_model(model, tmp_path / weights, dtype=dtype)
+    full, compact = (tmp_path / d / "model.safetensors" for d in ("full", weights))
+    assert compact.stat().st_size < size_ratio * full.stat().st_size
+    loaded = load_model(tmp_path / weights)
+    assert json.loads((tmp_path / weights / "config.json").read_text())["weights"] == weights
+    rounded = 0
+    for name, w in model.state_dict().items():
+        got = loaded.state_dict()[name]
+        assert got.dtype == w.dtype
+        if w.dim() < 2 and weights == "int8":
+            assert torch.equal(got, w)  # int8 keeps biases and the input normalisation exact
+        elif w.dim() >= 2:
+            row_max = w.abs().amax(-1, keepdim=True)
+            assert ((got - w).abs() <= rel_error * row_max + 1e-7).all()
+            rounded += not torch.equal(got, w)
+    assert rounded > 0
+    obs, z = torch.randn(16, 4), model.sample_z(16)
+    torch.testing.assert_close(loaded.act(obs, z), model.act(obs, z), atol=0.05, rtol=0)
+
+
+def test_unknown_weight_storage_is_refused(tmp_path):
+    with pytest.raises(FastBFMError, match="unknown weight storage"):
+        save_model(_model(), tmp_path / "ckpt", dtype=torch.bfloat16)
+    assert not (tmp_path / "ckpt" / "config.json").exists()
+    save_model(_model(), tmp_path / "ckpt", dtype=torch.int8)
+    config_path = tmp_path / "ckpt" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["weights"] = "int4"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(FastBFMError, match="unknown weight storage"):
+        load_model(tmp_path / "ckpt")
+
+
 def test_checkpoint_with_wrong_shapes_is_rejected(tmp_path):
     save_model(_model(), tmp_path / "ckpt")
     config_path = tmp_path / "ckpt" / "config.json"

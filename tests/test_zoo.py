@@ -95,3 +95,20 @@ def test_models_lists_each_shipped_model_with_its_training_discount(monkeypatch,
     rows = json.loads(capsys.readouterr().out)["models"]
     assert exit_info.value.code == 0 and [r["name"] for r in rows] == shipped_models()
     assert all(r["discount"] == load_model(r["name"]).discount for r in rows)
+
+
+def test_zoo_table_published_column_holds_only_trusted_figures_with_their_source():
+    """Targets are figures read in the paper ([V]) or in a table checked against its domain mean ([V-parse])."""
+    from fastbfm.report.zoo_table import PUBLISHED, SOURCES
+
+    table = zoo_table()
+    for column, figures in PUBLISHED.items():
+        assert SOURCES.get(column), f"{column} has no source"
+        assert f"- {column}: {SOURCES[column]}" in table
+        for task, (value, tag) in figures.items():
+            assert tag in ("V", "V-parse")
+            assert 0 <= value <= 1000
+            domain, name = task.split(":")
+            assert task in list_tasks(domain)
+            section = table.split(f"## {domain}\n")[1].split("\n## ")[0]
+            assert f"| {name} |" in section and f"{value:.0f} [{tag}]" in section

@@ -20,6 +20,11 @@ from fastbfm.schemas import ModelConfigFile, validate
 FORMAT_VERSION = 1
 MODEL_WEIGHTS, MODEL_CONFIG = "model.safetensors", "config.json"
 __all__ = ["atomic_write", "load_tensors", "save_tensors", "write_json", "read_json", "save_model", "load_model"]
+WEIGHT_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.int8: "int8"}
+"""Storage of a model's weights, by the name ``config.json`` records: ``float16`` halves every floating
+tensor; ``int8`` stores matrices with one float32 scale per row (the last axis), a quarter of float32's
+size, and keeps vectors (biases, norms, input normalisation) float32. Loading restores float32."""
+INT8_SCALE = ".int8_scale"
 
 
 def _checkpoint_config(data, path: Path) -> dict:
@@ -39,25 +44,56 @@ def read_json(path: Path, schema: type | None = None) -> dict:
     return read_any_json(path, check, what="checkpoint config")
 
 
+def compress_weights(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """``tensors`` with every floating matrix stored as ``dtype`` (one of :data:`WEIGHT_DTYPES`)."""
+    if dtype not in WEIGHT_DTYPES:
+        raise FastBFMError(f"unknown weight storage {dtype}: choose one of {', '.join(map(str, WEIGHT_DTYPES))}")
+    out = {}
+    for name, t in tensors.items():
+        if dtype == torch.float32 or not t.is_floating_point():
+            out[name] = t
+        elif dtype == torch.float16:
+            out[name] = t.half()
+        elif t.dim() < 2:
+            out[name] = t
+        else:
+            scale = t.float().abs().amax(-1, keepdim=True).clamp_min(1e-12) / 127
+            out[name] = torch.round(t.float() / scale).to(torch.int8)
+            out[name + INT8_SCALE] = scale
+    return out
+
+
+def decompress_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """float32 tensors from :func:`compress_weights`' output."""
+    out = {}
+    for name, t in tensors.items():
+        if name.endswith(INT8_SCALE):
+            continue
+        if name + INT8_SCALE in tensors:
+            out[name] = t.float() * tensors[name + INT8_SCALE]
+        else:
+            out[name] = t.float() if t.dtype == torch.float16 else t
+    return out
+
+
 def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None = None, dtype: torch.dtype | None = None) -> Path:
-    """``dtype`` (e.g. ``torch.float16``) stores the floating-point weights compactly; loading casts them
-    back to the model's float32."""
+    """Write ``model`` to ``folder``; ``dtype`` (``torch.float16`` or ``torch.int8``) stores its matrices
+    compactly, and loading casts them back to the model's float32."""
+    dtype = torch.float32 if dtype is None else dtype
+    weights = compress_weights(model.state_dict(), dtype)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = model.state_dict()
-    if dtype is not None:
-        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
-    digest = save_tensors(folder / MODEL_WEIGHTS, tensors)
-    write_json(
-        folder / MODEL_CONFIG,
-        {
-            "format_version": FORMAT_VERSION,
-            "algorithm": model.algorithm,
-            "model": model.config_dict(),
-            "sha256": {MODEL_WEIGHTS: digest},
-            "meta": meta or {},
-        },
-    )
+    digest = save_tensors(folder / MODEL_WEIGHTS, weights)
+    config = {
+        "format_version": FORMAT_VERSION,
+        "algorithm": model.algorithm,
+        "model": model.config_dict(),
+        "sha256": {MODEL_WEIGHTS: digest},
+        "meta": meta or {},
+    }
+    if dtype != torch.float32:
+        config["weights"] = WEIGHT_DTYPES[dtype]
+    write_json(folder / MODEL_CONFIG, config)
     return folder
 
 
@@ -78,6 +114,9 @@ def load_model(folder: str | Path) -> nn.Module:
     except (TypeError, KeyError, FastBFMError) as e:
         raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: {e}") from e
     weights = load_tensors(folder / MODEL_WEIGHTS, config.get("sha256", {}).get(MODEL_WEIGHTS))
+    if config.get("weights", "float32") not in WEIGHT_DTYPES.values():
+        raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: unknown weight storage {config['weights']!r}")
+    weights = decompress_weights(weights)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as e:

@@ -44,6 +44,9 @@ def coverage(dataset: TransitionDataset, domain_name: str, samples: int = 20_000
         stats["tasks"][task.full_name] = {"mean": float(r.mean()), "above_half": float((r > 0.5).mean()), "max": float(r.max())}
     if domain.partition is not None:
         stats[f"{domain.partition.name}_fractions"] = domain.partition.shares(dataset.next_obs)
+    if domain.dataset_notes is not None and dataset.episode_end is not None:
+        starts = np.concatenate([[0], np.unique(dataset.episode_end)[:-1]])
+        stats["notes"] = domain.dataset_notes(dataset.obs, dataset.next_obs, starts)
     return stats, features
 
 
@@ -72,5 +75,7 @@ def write_dataset_card(folder: str | Path, dataset: TransitionDataset, domain_na
     if domain.partition is not None:
         shares = stats[f"{domain.partition.name}_fractions"]
         lines += ["", f"States per {domain.partition.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in shares.items())]
+    if stats.get("notes"):
+        lines += ["", *stats["notes"]]
     write_text(folder / CARD, "\n".join(lines) + "\n")
     return stats

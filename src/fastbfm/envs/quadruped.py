@@ -14,7 +14,7 @@ from dm_control.suite import common
 from dm_control.suite import quadruped as dm_quadruped
 from dm_control.utils import rewards
 
-from fastbfm.envs.registry import Domain, Fields, Task, register_domain
+from fastbfm.envs.registry import Domain, Fields, StatePartition, Task, register_domain
 from fastbfm.envs.suite_domains import LOCOMOTION_RECIPE, dm_reset_sampler, sensor_indices, sensor_slice
 
 WALK_SPEED, RUN_SPEED, JUMP_HEIGHT = 0.5, 5.0, 1.0
@@ -72,6 +72,32 @@ def jump_reward(f: Fields) -> np.ndarray:
     return upright(f) * jump
 
 
+UPRIGHT_OBS = 47
+"""Index of the torso's zz (cosine of its tilt from vertical) in the observation."""
+ORIENTATIONS = {"upright (zz > 0.9)": (0.9, np.inf), "tilted or on its side": (-0.5, 0.9), "upside down (zz < -0.5)": (-np.inf, -0.5)}
+
+
+def orientation_fractions(obs: np.ndarray) -> dict[str, float]:
+    """Share of observations (N, 78) per torso orientation. Every task rewards being upright, and from
+    upside down no random action righted the body in 5 s (experiments/quadruped_diagnosis.py)."""
+    zz = np.asarray(obs)[..., UPRIGHT_OBS]
+    return {name: float(((zz > lo) & (zz <= hi)).mean()) for name, (lo, hi) in ORIENTATIONS.items()}
+
+
+def righted_fraction(obs: np.ndarray, next_obs: np.ndarray, episode_starts: np.ndarray) -> tuple[int, float]:
+    """Of the stored episodes that start upside down, how many, and the share that reach upright.
+    ``obs``, ``next_obs``: (N, 78) transitions in episode order; ``episode_starts``: each episode's first row."""
+    down = np.asarray(obs)[episode_starts, UPRIGHT_OBS] < -0.5
+    reached = np.maximum.reduceat(np.asarray(next_obs)[:, UPRIGHT_OBS] > 0.9, episode_starts)
+    return int(down.sum()), float(reached[down].mean()) if down.any() else 0.0
+
+
+def righting_notes(obs: np.ndarray, next_obs: np.ndarray, episode_starts: np.ndarray) -> list[str]:
+    down, share = righted_fraction(obs, next_obs, episode_starts)
+    steps = len(obs) / max(len(episode_starts), 1)
+    return [f"Of {down} stored episodes that start upside down (zz < -0.5), {share:.2%} reach upright (zz > 0.9) within their {steps:.0f} steps."]
+
+
 def _upright_reference(physics) -> float:
     return rewards.tolerance(physics.torso_upright(), bounds=(1.0, float("inf")), sigmoid="linear", margin=2.0, value_at_margin=0)
 
@@ -126,6 +152,8 @@ DOMAIN = register_domain(
         # its actuators are position servos: held random actions already are random postures
         collect_recipe={**LOCOMOTION_RECIPE, "posture_prob": 0.0},
         camera="y",  # keeps the body in view
+        partition=StatePartition("torso orientation", orientation_fractions),
+        dataset_notes=righting_notes,
         tasks={
             "stand": Task("quadruped", "stand", upright, "stay upright", reference=StandTask),
             "walk": Task("quadruped", "walk", move_reward(WALK_SPEED), "dm_control quadruped walk (0.5 m/s)", reference=_move(WALK_SPEED)),

@@ -123,6 +123,9 @@ class Domain:
     """The MuJoCo camera (name or index) that keeps the body in view in videos."""
     partition: StatePartition | None = None
     """Optional shares of states that dataset and model cards report."""
+    dataset_notes: Callable[[np.ndarray, np.ndarray, np.ndarray], list[str]] | None = None
+    """Optional ``(obs, next_obs, episode_starts) -> lines`` that the dataset card adds: what the domain's
+    tasks need from the data beyond the features (e.g. whether the quadruped's episodes right themselves)."""
 
     def task(self, name: str) -> Task:
         if name not in self.tasks:
