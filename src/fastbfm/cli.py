@@ -56,7 +56,8 @@ DISCOUNT_OPT = typer.Option(
 
 def _load(model: str, tasks=(), discount: float | None = None, needs_discount: bool = False, device: str = "cpu"):
     """Load a model onto ``device`` and check that it fits every task before any data is touched."""
-    from fastbfm.bfm.placement import place, resolve_device
+    from fastbfm.bfm.device import resolve_device
+    from fastbfm.bfm.placement import place
     from fastbfm.evaluate.experiments import check_compatible
     from fastbfm.models import load_model
 

@@ -13,21 +13,6 @@ import torch
 from torch import nn
 
 from fastbfm.bfm.protocol import BFM
-from fastbfm.errors import FastBFMError
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto``: the first CUDA device when one is available, else the CPU. ``cuda`` without one is refused."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.split(":")[0] not in ("cpu", "cuda"):
-        raise FastBFMError(f"unknown device {name!r}; expected one of {', '.join(DEVICES)}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FastBFMError(f"device {name!r} asked for, but torch {torch.__version__} sees no CUDA device")
-    return torch.device(name)
 
 
 def _to(value, device: torch.device):

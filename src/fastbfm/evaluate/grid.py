@@ -93,7 +93,8 @@ def run_cell(cell: GridCell, episodes: int, eval_episodes: int, eval_every: floa
     (``auto``: this worker's CUDA device when it has one)."""
     import torch
 
-    from fastbfm.bfm.placement import place, resolve_device
+    from fastbfm.bfm.device import resolve_device
+    from fastbfm.bfm.placement import place
     from fastbfm.envs import get_task
     from fastbfm.evaluate.experiments import adapt, zero_shot
     from fastbfm.models import load_model
@@ -129,7 +130,8 @@ def run_cells(cells: list[GridCell], episodes: int, eval_episodes: int, eval_eve
 
     from fastbfm.envs import get_task
     from fastbfm.evaluate.experiments import adapt
-    from fastbfm.bfm.placement import place, resolve_device
+    from fastbfm.bfm.device import resolve_device
+    from fastbfm.bfm.placement import place
     from fastbfm.evaluate.paired import paired_curve
     from fastbfm.models import load_model
 
@@ -237,7 +239,7 @@ def run_grid(
     so it is not part of the grid's budget). ``lockstep``: the missing seeds of one (model, task, method)
     run in one process, their simulations in one batch (as ``fastbfm adapt --seeds N``; each seed equals
     its lone run up to float rounding across batch sizes), still written as one cell per seed."""
-    from fastbfm.bfm.placement import resolve_device
+    from fastbfm.bfm.device import resolve_device
 
     resolve_device(device)  # refuse an unavailable device here, before any worker starts
     out = Path(out)
