@@ -88,23 +88,23 @@ Name = Annotated[str, Field(min_length=1, max_length=1000)]
 
 
 # -- model checkpoints (config.json) ---------------------------------------------------------------------
-class FBModelFields(_Strict):
+class _NetworkFields(_Strict):
+    """The sizes every model's networks share."""
+
     obs_dim: Dim
     action_dim: Dim
     z_dim: _int(1, MAX_LATENT) = 50
     hidden_dim: _int(1, MAX_HIDDEN) = 256
+    ensemble_size: _int(1, MAX_ENSEMBLE) = 2
+
+
+class FBModelFields(_NetworkFields):
     backward_hidden_dim: _int(1, MAX_HIDDEN) = 256
-    ensemble_size: _int(1, MAX_ENSEMBLE) = 2
 
 
-class SFModelFields(_Strict):
+class SFModelFields(_NetworkFields):
     algorithm: Optional[Literal["hilp", "psm"]] = None
-    obs_dim: Dim
-    action_dim: Dim
-    z_dim: _int(1, MAX_LATENT) = 50
-    hidden_dim: _int(1, MAX_HIDDEN) = 256
     feature_hidden_dim: _int(1, MAX_HIDDEN) = 256
-    ensemble_size: _int(1, MAX_ENSEMBLE) = 2
 
 
 class TrainMeta(_Open):
