@@ -163,6 +163,15 @@ def test_user_reward_works_like_a_builtin_task(examples_on_path):
     np.testing.assert_allclose(relabel(backward, states[1:], actions), rewards, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["walk_slow", "flip_forward"])
+def test_tuning_rewards_work_like_builtin_tasks(examples_on_path, name):
+    task = get_task(f"walker:my_rewards:{name}")
+    states, actions, rewards, obs = _rollout(make_env(task, seed=3), 6, seed=3, steps=100)
+    assert np.all((rewards >= 0) & (rewards <= 1)) and rewards.max() > 0
+    np.testing.assert_allclose(relabel(task, states[1:], actions), rewards, atol=1e-12)
+    _check_batched_matches(task, states, actions, rewards, obs)
+
+
 @pytest.mark.parametrize(
     "name, message",
     [

@@ -66,3 +66,38 @@ def test_seeds_in_lockstep_equal_lone_runs():
         alone = lola(GoalToyBFM(), task, _prompt([-1.25, 0.75, 1.0]), LoLAConfig(**{**config.__dict__, "seed": seed}))
         np.testing.assert_allclose(curve.returns, alone.returns, rtol=1e-9)
         torch.testing.assert_close(curve.z, alone.z)
+
+
+class ConstantCriticBFM(GoalToyBFM):
+    """The toy BFM whose critic values every state at 50 (a reward rate of 1 at discount 0.98)."""
+
+    discount = 0.98
+
+    def q_value(self, obs, action, z, z_reward, pessimism=0.5):
+        return torch.full((obs.shape[0],), 50.0)
+
+
+def test_return_score_extrapolates_the_reward_rate_where_the_lookahead_ends():
+    from fastbfm.adapt.lola import lookahead_scores
+
+    model, z = ConstantCriticBFM(), torch.zeros(2, 3)
+    H = 100  # latent 0 earns 1 then 0 (fell after 50 steps); latent 1 earns 0 then 1 (got up late)
+    rewards = np.zeros((H, 2))
+    rewards[:50, 0], rewards[50:, 1] = 1.0, 1.0
+    last_obs = np.zeros((2, 4), np.float32)
+    scores = lookahead_scores(model, rewards, last_obs, z, z, 0.98, 0.5, remaining=900, window=50)
+    # 50 earned, then 900 steps at the mean of the last 50 steps' rate (0 or 1) and the critic's (0.02 * 50 = 1)
+    np.testing.assert_allclose(scores, [50 + 900 * 0.5, 50 + 900 * 1.0])
+    discounted = lookahead_scores(model, rewards, last_obs, z, z, 0.98, 0.5)
+    expected = [sum(0.98**t for t in range(50)), sum(0.98**t for t in range(50, 100))]
+    np.testing.assert_allclose(discounted, np.array(expected) + 0.98**H * 50)
+    assert discounted[0] > discounted[1] and scores[1] > scores[0]  # the discounted form prefers the early reward
+
+
+def test_lola_rejects_an_unknown_score():
+    import pytest
+
+    from fastbfm.errors import FastBFMError
+
+    with pytest.raises(FastBFMError, match="score is one of return, discounted"):
+        LoLAConfig(score="undiscounted")

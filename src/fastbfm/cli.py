@@ -265,6 +265,9 @@ def adapt(
     horizon: Optional[int] = typer.Option(None, min=1, max=lim.MAX_STEPS, help=f"LoLA and CMA-ES with lookahead: lookahead steps before bootstrapping (H); default {LoLAConfig.horizon}."),
     sigma: Optional[float] = typer.Option(None, help=f"Latent perturbation std per coordinate (the search's initial step); default {LoLAConfig.sigma}."),
     lr: Optional[float] = typer.Option(None, help=f"LoLA: Adam step size on the latent mean; default {LoLAConfig.lr}."),
+    score: Optional[str] = typer.Option(
+        None, help=f"LoLA and race: how a lookahead is scored, return (the episode's return estimated from it) or discounted (the paper's); default {LoLAConfig.score}."
+    ),
     eval_episodes: int = typer.Option(registry.MethodOptions.eval_episodes, min=1, max=lim.MAX_EVAL_EPISODES, help="Evaluation episodes after each adaptation step."),
     eval_every: float = typer.Option(0.0, min=0.0, max=lim.MAX_EPISODES, help="Evaluate every this many episodes of budget (0: after every step of the method)."),
     safe: bool = typer.Option(
@@ -295,7 +298,7 @@ def adapt(
     tasks = _tasks(task)
     bfm = _load(model, tasks, discount, needs_discount=True, device=device)
     config = entry.build(registry.MethodOptions(
-        episodes=episodes, eval_episodes=eval_episodes, eval_every=eval_every, candidates=candidates, horizon=horizon, sigma=sigma, lr=lr,
+        episodes=episodes, eval_episodes=eval_episodes, eval_every=eval_every, candidates=candidates, horizon=horizon, sigma=sigma, lr=lr, score=score,
         state_latent=state_latent, warm_start=warm_start, safe=safe, confidence=confidence, safe_starts=safe_starts, safe_duels=safe_duels,
     ))
     method = config.method_name  # -unsafe with --no-safe

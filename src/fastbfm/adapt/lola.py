@@ -3,13 +3,16 @@
 A Gaussian N(mu, sigma^2 I) over latents, mu starting at the zero-shot z_r; the networks stay frozen.
 Each iteration draws a start state s0 from the task's reset distribution, rolls k latents
 z_i = project(mu + sigma eps_i) out from that same s0 for H steps (k copies of the simulation in one
-batch), scores each with the frozen critic as bootstrap,
+batch), scores each lookahead, and takes an Adam ascent step on mu with the leave-one-out REINFORCE
+estimate mean_i (R_i - mean_{j!=i} R_j) eps_i / sigma, then re-projects mu. The paper's score is the
+discounted lookahead with the frozen critic as bootstrap (``score="discounted"``),
 
     R_i = sum_{t<H} gamma^t r_t + gamma^H psi(s_H, pi(s_H, z_i), z_i)^T w_r,
 
-(w_r: the reward's unprojected embedding, so the bootstrap is in the reward's units), and takes an Adam
-ascent step on mu with the leave-one-out REINFORCE estimate mean_i (R_i - mean_{j!=i} R_j) eps_i / sigma,
-then re-projects mu. After every iteration the current mu is evaluated on fixed seeded episodes.
+(w_r: the reward's unprojected embedding, so the bootstrap is in the reward's units). fastbfm's default
+(``score="return"``) estimates the episode's undiscounted return instead, the H rewards plus the rest of
+the episode at the reward rate the lookahead ends at (:func:`lookahead_scores`): what the task measures.
+After every iteration the current mu is evaluated on fixed seeded episodes.
 
 Reset-free form (``reset_free=True``, method ``lola-reset-free``): the lookahead rollouts continue an
 ongoing episode instead of restarting from the reset distribution. The k candidates of an iteration all
@@ -37,6 +40,11 @@ from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
 
 
+SCORES = ("return", "discounted")
+"""Lookahead scores: ``return`` estimates the episode's undiscounted return (fastbfm's default), ``discounted``
+is the paper's discounted sum with the critic's bootstrap."""
+
+
 @dataclass(frozen=True)
 class LoLAConfig:
     episodes: int = 20
@@ -45,16 +53,19 @@ class LoLAConfig:
     horizon: int = 250
     sigma: float = 0.2
     """Std of the latent perturbation per coordinate; latents have norm sqrt(d), so about the relative noise."""
-    lr: float = 0.05
+    lr: float = 0.1
     discount: float | None = None
     """Discount of the lookahead and bootstrap; None: the one the model was trained with (its successor
     features are sums discounted by it, ``model.discount``)."""
     pessimism: float = 0.5
+    score: str = "return"
+    """How a lookahead is scored (:data:`SCORES`): ``return``, the episode's undiscounted return estimated
+    from the lookahead; ``discounted``, the paper's discounted sum with the critic's bootstrap."""
     reset_free: bool = False
+    """Continue from where the previous lookahead ended; reset only at episode boundaries."""
     safe: SafeConfig | None = SafeConfig()
     """Deploy a new latent only when a paired test on duel episodes within the budget shows it better
     (``fastbfm.adapt.safe``); None: the method's current latent is the policy (``--no-safe``)."""
-    """Continue from where the previous lookahead ended; reset only at episode boundaries."""
     eval_episodes: int = 10
     eval_every: float = 0.0
     """Evaluate after every iteration (0) or every this many episodes of budget."""
@@ -70,6 +81,8 @@ class LoLAConfig:
             raise FastBFMError("LoLA needs at least 2 candidates for its leave-one-out baseline")
         if self.horizon < 1 or self.episodes < 0 or self.sigma <= 0 or self.lr <= 0 or self.eval_episodes < 1:
             raise FastBFMError("LoLA needs horizon >= 1, episodes >= 0, sigma > 0, lr > 0 and eval_episodes >= 1")
+        if self.score not in SCORES:
+            raise FastBFMError(f"LoLA's score is one of {', '.join(SCORES)}, got '{self.score}'")
 
 
 def leave_one_out_gradient(scores: np.ndarray, eps: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -81,17 +94,36 @@ def leave_one_out_gradient(scores: np.ndarray, eps: torch.Tensor, sigma: float) 
     return (advantages.unsqueeze(-1) * eps).mean(-2) / sigma
 
 
-def lookahead_scores(model: BFM, rewards: np.ndarray, last_obs: np.ndarray, z: torch.Tensor, w: torch.Tensor, gamma: float, pessimism: float) -> np.ndarray:
-    """LoLA's score of each latent z_i after H simulated steps of pi(., z_i): the discounted rewards
-    (H, N), then the frozen critic as bootstrap at the last observations (N, obs_dim),
-    sum_{t<H} gamma^t r_t + gamma^H psi(s_H, pi(s_H, z_i), z_i)^T w_i."""
+def lookahead_scores(
+    model: BFM, rewards: np.ndarray, last_obs: np.ndarray, z: torch.Tensor, w: torch.Tensor, gamma: float, pessimism: float,
+    remaining: int | None = None, window: int = 50,
+) -> np.ndarray:
+    """The score of each latent z_i after H simulated steps of pi(., z_i), from its rewards (H, N) and
+    last observations (N, obs_dim).
+
+    ``remaining=None``: LoLA's discounted lookahead, the discounted rewards then the frozen critic as
+    bootstrap, sum_{t<H} gamma^t r_t + gamma^H psi(s_H, pi(s_H, z_i), z_i)^T w_i.
+
+    ``remaining=n``: an estimate of the episode's undiscounted return, the H rewards plus n more steps at
+    the reward rate where the lookahead ends, the mean of two estimates of it: the last ``window`` rewards
+    and the critic's (1 - gamma) psi^T w. Episodes are scored by their undiscounted return, and at
+    gamma = 0.98 the discounted form weighs the first 50 steps (on the walker: getting up) and barely
+    the rest; measured on held-out walker rewards, this estimate ranks latents by their return far better.
+    """
     H = len(rewards)
-    scores, discounts = np.zeros(rewards.shape[1]), gamma ** np.arange(H)
-    for t in range(H):  # in step order, as the rewards arrived
-        scores += discounts[t] * rewards[t]
     with torch.no_grad():
         last = torch.from_numpy(last_obs)
-        return scores + gamma**H * model.q_value(last, model.act(last, z, mean=True), z, w, pessimism).numpy()
+        value = model.q_value(last, model.act(last, z, mean=True), z, w, pessimism).numpy()
+    scores = np.zeros(rewards.shape[1])
+    if remaining is None:
+        discounts = gamma ** np.arange(H)
+        for t in range(H):  # in step order, as the rewards arrived
+            scores += discounts[t] * rewards[t]
+        return scores + gamma**H * value
+    for t in range(H):
+        scores += rewards[t]
+    recent = rewards[-min(window, H):].mean(0)
+    return scores + remaining * (recent + (1 - gamma) * value) / 2
 
 
 class LoLA(Adapter):
@@ -126,7 +158,8 @@ class LoLA(Adapter):
         return self.z
 
     def observe(self, obs, actions, rewards, next_obs) -> None:
-        self.scores = lookahead_scores(self.model, rewards, next_obs[-1], self.z, self.w, self.gamma, self.config.pessimism)
+        remaining = None if self.config.score == "discounted" else self.episode_length - self.chain_t - len(rewards)
+        self.scores = lookahead_scores(self.model, rewards, next_obs[-1], self.z, self.w, self.gamma, self.config.pessimism, remaining)
         if self.config.reset_free:
             self.chain_t = (self.chain_t + len(rewards)) % self.episode_length
 

@@ -45,6 +45,8 @@ class MethodOptions:
     """Latent perturbation std per coordinate (LoLA; the search's initial step)."""
     lr: float | None = None
     """LoLA's Adam step on the latent mean."""
+    score: str | None = None
+    """LoLA and the race: how a lookahead is scored (``fastbfm.adapt.lola.SCORES``)."""
     safe: bool = True
     """Latent-search methods: deploy a new latent only on a won paired test (``fastbfm.adapt.safe``)."""
     confidence: float | None = None
@@ -98,8 +100,8 @@ def _safe(o: MethodOptions) -> dict:
 
 def _race(o: MethodOptions) -> RaceConfig:
     if not o.safe:
-        return RaceConfig(**o.budget, confidence=None)
-    return RaceConfig(**o.budget, **({"confidence": o.confidence} if o.confidence is not None else {}))
+        return RaceConfig(**o.budget, **o.given(score="score"), confidence=None)
+    return RaceConfig(**o.budget, **o.given(score="score", confidence="confidence"))
 
 
 def _unsafe(build: Callable[[MethodOptions], Any]) -> Callable[[MethodOptions], Any]:
@@ -116,7 +118,7 @@ def _search(method: str, lookahead: bool):
 
 def _lola(reset_free: bool):
     def build(o: MethodOptions) -> LoLAConfig:
-        return LoLAConfig(**o.budget, reset_free=reset_free, **o.given(num_candidates="candidates", horizon="horizon", sigma="sigma", lr="lr"),
+        return LoLAConfig(**o.budget, reset_free=reset_free, **o.given(num_candidates="candidates", horizon="horizon", sigma="sigma", lr="lr", score="score"),
                           **_safe(o))
 
     return build

@@ -32,7 +32,7 @@ import torch
 
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
-from fastbfm.adapt.lola import lookahead_scores
+from fastbfm.adapt.lola import SCORES, lookahead_scores
 from fastbfm.adapt.oracle import OracleConfig, candidate_latents
 from fastbfm.adapt.safe import paired_lower_bound
 from fastbfm.adapt.zero_shot import TaskPrompt
@@ -58,6 +58,9 @@ class RaceConfig:
     critic's value alone at the bracket's first start state, psi(s0, pi(s0, z), z)^T w_r (no
     environment step spent)."""
     pessimism: float = 0.5
+    score: str = "return"
+    """How lookaheads are scored (``fastbfm.adapt.lola.SCORES``): the episode's return estimated from the
+    lookahead, or the paper's discounted sum with the critic's bootstrap."""
     discount: float | None = None
     """Discount of the lookahead scores (rewards and the critic's bootstrap); default: the model's."""
     confidence: float | None = 0.95
@@ -72,6 +75,8 @@ class RaceConfig:
         return "race" if self.confidence is not None else "race-unsafe"
 
     def __post_init__(self):
+        if self.score not in SCORES:
+            raise FastBFMError(f"the race's score is one of {', '.join(SCORES)}, got '{self.score}'")
         if self.screen < 0:
             raise FastBFMError("the race's critic screen is a number of latents >= 0")
         if not self.stages or any(len(stage) != 3 or min(stage) < 1 for stage in self.stages):
@@ -151,7 +156,8 @@ class Race(Adapter):
             scores = rewards.sum(0)
         else:
             w = self.w.expand(self.rollouts, -1)
-            scores = lookahead_scores(self.model, rewards, next_obs[-1], self.z, w, self.gamma, self.config.pessimism)
+            remaining = None if self.config.score == "discounted" else self.episode_length - self.horizon
+            scores = lookahead_scores(self.model, rewards, next_obs[-1], self.z, w, self.gamma, self.config.pessimism, remaining)
         self.per_start = scores.reshape(self.starts, self.count)
         self.scores = self.per_start.mean(0)
 
