@@ -99,16 +99,17 @@ def test_report_writes_markdown_and_png_and_names_missing_grids(grids, tmp_path)
         load_rows([old])
 
 
-def test_committed_report_is_what_summarize_makes_of_the_committed_grids(tmp_path):
-    """docs/adaptation_zoo.md must be regenerable from results/: the same tables, figure for figure."""
+@pytest.mark.parametrize("pattern, report", [("grid-*", "adaptation_zoo"), ("strong-*", "adaptation_strong")])
+def test_committed_report_is_what_summarize_makes_of_the_committed_grids(tmp_path, pattern, report):
+    """The committed reports must be regenerable from results/: the same tables, figure for figure."""
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    grids = sorted(p.parent for p in (repo / "results").glob("grid-*/results.csv"))
+    grids = sorted(p.parent for p in (repo / "results").glob(f"{pattern}/results.csv"))
     assert grids, "no committed grid tables"
-    write_report(grids, tmp_path / "zoo.md", "cmd")
-    body = lambda text: text.split("## Summary per method", 1)[1].replace("(zoo.png)", "(adaptation_zoo.png)")  # noqa: E731
-    assert body((tmp_path / "zoo.md").read_text()) == body((repo / "docs" / "adaptation_zoo.md").read_text())
+    write_report(grids, tmp_path / "r.md", "cmd")
+    body = lambda text: text.split("## Summary per method", 1)[1].replace("(r.png)", f"({report}.png)")  # noqa: E731
+    assert body((tmp_path / "r.md").read_text()) == body((repo / "docs" / f"{report}.md").read_text())
 
 
 def test_paired_dips_count_only_points_whose_whole_interval_is_below_zero_shot(tmp_path):
@@ -144,3 +145,10 @@ def test_paired_dips_count_only_points_whose_whole_interval_is_below_zero_shot(t
     assert lola["dipped_tasks"] == 2 and lola["paired_dips"] == 1 and lola["paired_improved_20"] == 2
     write_report([folder], tmp_path / "r.md", "cmd")
     assert "| LoLA | 2 |" in (tmp_path / "r.md").read_text() and "| 1/2 |" in (tmp_path / "r.md").read_text()
+
+
+def test_models_given_by_path_are_named_by_their_folder(tmp_path):
+    rows = _rows("../shared/models/strong-fb", "maze:reach_a", "lola", 0, 20, [(0, 100), (20, 150)])
+    assert {r["model"] for r in load_rows([_grid(tmp_path, "g", rows)])} == {"strong-fb"}
+    write_report([tmp_path / "g"], tmp_path / "r.md", "cmd")
+    assert "| strong-fb |" in (tmp_path / "r.md").read_text() and "../shared" not in (tmp_path / "r.md").read_text()

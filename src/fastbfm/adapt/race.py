@@ -11,7 +11,7 @@ latent (z_r at first), and spends its budget on few of them, chosen cheaply:
   critic's value at the bracket's first start state, psi(s0, pi(s0, z), z)^T w_r; the best 47 and the
   incumbent go on;
 - stage 1: those 48, 250 steps each from that common start state, scored by LoLA's lookahead score
-  (discounted rewards plus the critic's bootstrap): 12 episodes;
+  (by default the episode's return estimated from the lookahead, ``score``): 12 episodes;
 - stage 2 (the final): the best challenger and the incumbent, full episodes from 4 common start states:
   8 episodes.
 

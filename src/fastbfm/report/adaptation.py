@@ -55,12 +55,18 @@ class Thresholds:
     """Tasks where the oracle beats zero-shot by less are left out of the headroom share."""
 
 
+def model_label(model: str) -> str:
+    """A model's name in tables: a checkpoint folder given by path (``../shared/models/x``) is named by its
+    folder (``x``), as a zoo model is by its name."""
+    return Path(model).name if "/" in model or "\\" in model else model
+
+
 def _grid_rows(rows: list[dict], path: Path) -> list[dict]:
     if rows and "budget_episodes" not in rows[0]:
         raise FastBFMError(f"{path} predates the budget column: rerun its `fastbfm grid` command to rewrite the tables")
     for line, row in enumerate(rows, start=2):
         validate(f"{path} (line {line})", row, GridTableRow, "corrupt grid table")
-    return [{**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "return": float(row["return"]),
+    return [{**row, "model": model_label(row["model"]), "seed": int(row["seed"]), "episodes": float(row["episodes"]), "return": float(row["return"]),
              "compute_s_per_episode": float(row["compute_s_per_episode"] or 0),
              "sim_s_per_episode": float(row.get("sim_s_per_episode") or 0),
              "budget_episodes": float(row["budget_episodes"])} for row in rows]
@@ -68,7 +74,7 @@ def _grid_rows(rows: list[dict], path: Path) -> list[dict]:
 
 def _episode_rows(rows: list[dict], path: Path) -> list[dict]:
     try:
-        return [{**row, "seed": int(row["seed"]), "episodes": float(row["episodes"]), "start": int(row["start"]),
+        return [{**row, "model": model_label(row["model"]), "seed": int(row["seed"]), "episodes": float(row["episodes"]), "start": int(row["start"]),
                  "return": float(row["return"])} for row in rows]
     except (KeyError, TypeError, ValueError) as e:
         raise FastBFMError(f"corrupt grid episodes {path}: a row without a number in {e}") from None
