@@ -9,28 +9,13 @@ import pytest
 from fastbfm.bfm.checkpoint import save_model
 from fastbfm.bfm.fb import FBModel, FBModelConfig
 from fastbfm.cli import main
+from tests.cli_helpers import assert_one_line_error, run_cli
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def fastbfm(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "fastbfm", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
-
-
-def run_in_process(args, monkeypatch, capsys):
-    """The real entry point in this process (no interpreter start-up per case)."""
-    monkeypatch.setattr(sys, "argv", ["fastbfm", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code, capsys.readouterr().err
-
-
-def _assert_one_line_error(code, stderr, *words):
-    assert code not in (0, None)
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-    for word in words:
-        assert word in lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +42,7 @@ def test_bad_input_table(tmp_path, corrupt_checkpoint, monkeypatch, capsys):
         (["adapt", "--model", "maze-fb", "--task", "point_mass_maze:reach_top_left", "--method", "magic"], ["unknown method"]),
     ]
     for args, words in cases:
-        _assert_one_line_error(*run_in_process(args, monkeypatch, capsys), *words)
+        assert_one_line_error(*run_cli(args, monkeypatch, capsys), *words)
 
 
 def test_end_to_end_cli(tmp_path):

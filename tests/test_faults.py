@@ -20,13 +20,13 @@ from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.checkpoint import load_model, save_model
 from fastbfm.bfm.fb import FBModel, FBModelConfig
 from fastbfm.bfm.train import pretrain
-from fastbfm.cli import main
 from fastbfm.data import default_collect_config
 from fastbfm.data.collect import CollectConfig, collect
 from fastbfm.data.dataset import episode_files, load_dataset, write_episode
 from fastbfm.data.manifest import MANIFEST
 from fastbfm.envs import Task, get_task
 from fastbfm.errors import FastBFMError
+from tests.cli_helpers import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 # `fastbfm pretrain` with a tiny preset registered first: the real CLI, fast enough to kill mid-run.
@@ -273,13 +273,6 @@ def test_a_diverged_policy_stops_adaptation():
 # -- bad input through the command line ----------------------------------------------------------------
 
 
-def run_in_process(args, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["fastbfm", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code, capsys.readouterr().err
-
-
 BAD_REWARDS = '''
 import math
 def raises(physics):
@@ -389,7 +382,7 @@ def test_bad_input_table(tmp_path, maze_dataset_dir, monkeypatch, capsys):
     ]
     failures = []
     for args, words in cases:
-        code, stderr = run_in_process(args, monkeypatch, capsys)
+        code, stderr = run_cli(args, monkeypatch, capsys)
         lines = stderr.strip().splitlines()
         ok = code not in (0, None) and len(lines) == 1 and lines[0].startswith("error: ") and all(w in lines[0] for w in words)
         if not ok:

@@ -35,6 +35,17 @@ def _trainer(algorithm, preset_name="cpu", seed=0):
     return algo.trainer(algo.model(model_config).to(CUDA), train_config, torch.Generator(CUDA).manual_seed(seed))
 
 
+def _steps_without_host_sync(step, count):
+    """Run ``count`` steps with any host synchronisation raising an error."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(count):
+            step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 @pytest.mark.parametrize("algorithm", ["fb", "hilp", "psm"])
 @pytest.mark.parametrize("preset_name", ["cpu", "paper"])
 def test_captured_update_never_synchronises(algorithm, preset_name):
@@ -43,13 +54,7 @@ def test_captured_update_never_synchronises(algorithm, preset_name):
     for _ in range(4):  # warm-ups, then the capture
         step()
     assert isinstance(step, GraphedStep) and step.captured, "the capture fell back to eager"
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(50):
-            step()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    _steps_without_host_sync(step, 50)
     count, first_bad, means = sums.read()
     assert count == 54 and first_bad == 0
     assert all(v == v for v in means.values())
@@ -60,13 +65,7 @@ def test_eager_update_never_synchronises(algorithm):
     trainer, sums = _trainer(algorithm), MetricSums(CUDA)
     step = eager_step(trainer, _data(), sums)
     step()  # lazily created optimiser state
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(5):
-            step()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    _steps_without_host_sync(step, 5)
 
 
 @pytest.mark.parametrize("algorithm", ["fb", "hilp", "psm"])

@@ -23,7 +23,6 @@ from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.checkpoint import save_model
 from fastbfm.bfm.fb import FBModel, FBModelConfig
 from fastbfm.bfm.train import pretrain
-from fastbfm.cli import main
 from fastbfm.data import default_collect_config
 from fastbfm.data.collect import CollectConfig, collect
 from fastbfm.data.dataset import episode_files, load_dataset
@@ -31,25 +30,10 @@ from fastbfm.data.manifest import MANIFEST
 from fastbfm.envs import get_task
 from fastbfm.errors import FastBFMError
 from fastbfm.rollout import eval_start_states
+from tests.cli_helpers import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 MAZE = "point_mass_maze:reach_top_left"
-
-
-def run_cli(args, monkeypatch, capsys):
-    """`fastbfm ARGS` in this process: (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["fastbfm", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code, capsys.readouterr().err
-
-
-def assert_one_line_error(code, stderr, *words):
-    lines = stderr.strip().splitlines()
-    assert code not in (0, None), stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr[-2000:]
-    for w in words:
-        assert w in lines[0], (w, lines[0])
 
 
 @pytest.fixture(scope="module")
