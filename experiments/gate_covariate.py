@@ -13,8 +13,6 @@ correlation over all seeds' start states.
 from __future__ import annotations
 
 import argparse
-import collections
-import csv
 import json
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from fastbfm.envs import get_task
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.models import load_model
 from fastbfm.rollout import eval_start_states
+from gate_power import returns_by_point  # this folder's (run as a script)
 
 
 def predicted_value(model, obs: torch.Tensor, z: torch.Tensor, w: torch.Tensor) -> np.ndarray:
@@ -44,11 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     model = load_model(args.model, discount=args.discount)
     budget = json.loads((args.grid / "grid.json").read_text())["episodes"]
-    returns = collections.defaultdict(dict)
-    with open(args.grid / "episodes.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            if row["method"] == args.method:
-                returns[(row["task"], int(row["seed"]), float(row["episodes"]))][int(row["start"])] = float(row["return"])
+    returns = returns_by_point(args.grid, args.method)
     for result in json.loads((args.grid / "results.json").read_text())["results"]:
         if result["method"] != args.method:
             continue
@@ -56,7 +51,8 @@ def main() -> None:
         prompt = infer_task(model, task, ensure_dataset(task.domain))
         realised, predicted = [], []
         for seed, z in zip(result["seeds"], result["z"]):
-            final, start = returns[(result["task"], seed, float(budget))], returns[(result["task"], seed, 0.0)]
+            key = (Path(result["model"]).name, result["task"], seed)
+            final, start = returns[(*key, float(budget))], returns[(*key, 0.0)]
             starts = eval_start_states(task, len(start), seed)
             obs = torch.from_numpy(BatchedEnv(task, num_envs=len(starts)).set_state(starts))
             predicted += list(predicted_value(model, obs, torch.tensor(z), prompt.w) - predicted_value(model, obs, prompt.z, prompt.w))

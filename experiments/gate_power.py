@@ -19,6 +19,17 @@ import numpy as np
 from scipy import stats
 
 
+def returns_by_point(grid: Path, method: str) -> dict[tuple, dict[int, float]]:
+    """(model folder name, task, seed, episodes spent) -> {evaluation start index: return} of ``method``
+    in a grid's ``episodes.csv``."""
+    returns = collections.defaultdict(dict)
+    with open(grid / "episodes.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["method"] == method:
+                returns[(Path(row["model"]).name, row["task"], int(row["seed"]), float(row["episodes"]))][int(row["start"])] = float(row["return"])
+    return returns
+
+
 def switch_chance(differences: np.ndarray, pairs: int, confidence: float, rng: np.random.Generator, draws: int = 20_000) -> float:
     x = rng.choice(differences, (draws, pairs))
     bound = x.mean(1) - stats.t.ppf(confidence, pairs - 1) * x.std(1, ddof=1) / np.sqrt(pairs)
@@ -36,11 +47,7 @@ def main() -> None:
     print("| model | task | episodes | mean gain | sd of paired gains | " + " | ".join(f"P(switch), {n} pairs" for n in args.pairs) + " |")
     print("|---|---|---|---|---|" + "---|" * len(args.pairs))
     for grid in args.grids:
-        returns = collections.defaultdict(dict)
-        with open(grid / "episodes.csv", newline="") as f:
-            for row in csv.DictReader(f):
-                if row["method"] == args.method:
-                    returns[(Path(row["model"]).name, row["task"], int(row["seed"]), float(row["episodes"]))][int(row["start"])] = float(row["return"])
+        returns = returns_by_point(grid, args.method)
         for model, task in sorted({k[:2] for k in returns}):
             seeds = sorted({k[2] for k in returns if k[:2] == (model, task)})
             for episodes in sorted({k[3] for k in returns if k[:2] == (model, task)} - {0.0}):

@@ -8,7 +8,7 @@ call carries. Rerunning gives the same folder: pinned versions, and the repacked
 wheel is written with fixed timestamps and a sorted member list.
 
     python jobs/build_wheels.py                         # wheels/ for the GPU machine (Python 3.12)
-    python jobs/build_wheels.py --python-version 3.11 --out /tmp/wheels311   # for a local check
+    python jobs/build_wheels.py --python-version 3.11 --out wheels-py311   # for a local check
 """
 
 from __future__ import annotations

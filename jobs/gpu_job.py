@@ -17,7 +17,7 @@ seconds and result; rewritten after every step, so a job cut short still reports
 
     bash jobs/gpu_job.sh --domain walker                     # on the GPU machine, through the device tool
     python jobs/gpu_job.py --device cpu --domain point_mass_maze --collect-episodes 100 \\
-        --train-minutes 0.2 --preset cpu --eval-episodes 2 --skip bench,tests --out /tmp/job   # a CPU rehearsal
+        --train-minutes 0.2 --preset cpu --eval-episodes 2 --skip bench,tests --out job-out --work job-work   # a CPU rehearsal
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated test files run after the rest (the CUDA tests; the missing are left out)")
     parser.add_argument("--skip", default="", help="comma-separated steps to leave out: bench, tests")
     parser.add_argument("--wheels", default=str(ROOT / "wheels"), help="folder of the wheels to install from")
-    parser.add_argument("--work", default="/tmp/fastbfm-job", help="scratch folder: site-packages, dataset, run")
+    parser.add_argument("--work", default="job-work", help="scratch folder: site-packages, dataset, run (ignored by git)")
     parser.add_argument("--out", default=os.environ.get("OUT"), help="folder for what comes back (default: $OUT)")
     args = parser.parse_args(argv)
     if not args.out:

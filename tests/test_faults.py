@@ -2,11 +2,8 @@
 table of bad command lines that must each end in one line `error: ...` and a non-zero exit."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +23,7 @@ from fastbfm.data.dataset import episode_files, load_dataset, write_episode
 from fastbfm.data.manifest import MANIFEST
 from fastbfm.envs import Task, get_task
 from fastbfm.errors import FastBFMError
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import kill_when, one_thread_env, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 # `fastbfm pretrain` with a tiny preset registered first: the real CLI, fast enough to kill mid-run.
@@ -37,29 +34,8 @@ TINY_CLI = (
 )
 
 
-def _env():
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def _kill_when(cmd, ready, timeout=300):
-    """Start ``cmd``, SIGKILL it as soon as ``ready()`` holds; fails if it finished first."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(), cwd=REPO)
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-            assert time.monotonic() < deadline, "timed out waiting to kill"
-            time.sleep(0.01)
-    finally:
-        if proc.poll() is None:  # only the process started here
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    return proc
-
-
 def _run(cmd):
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=one_thread_env(), cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -91,7 +67,7 @@ def _assert_clean_run(run, updates):
 def _pretrain_kill_resume(data, tmp_path, prefix, updates, every, preset):
     args = ["pretrain", "--data", data, "--out", tmp_path / "killed", "--updates", updates, "--checkpoint-every", every, "--threads", 1, "-q", "--preset", preset]
     args = [*prefix, *map(str, args)]
-    _kill_when(args, lambda: _checkpoint_step(tmp_path / "killed") >= every)
+    kill_when(args, lambda: _checkpoint_step(tmp_path / "killed") >= every)
     assert _checkpoint_step(tmp_path / "killed") < updates
     _run(args)
     # the uninterrupted run in this process: what the command calls, with its defaults
@@ -133,7 +109,7 @@ def _assert_same_dataset(a, b):
 def test_kill_9_during_collection_then_rerun_gives_the_same_dataset(tmp_path):
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "fastbfm", "collect", "--domain", "point_mass_maze", "--episodes", "24", "--num-envs", "2", "--out", str(out), "-q"]
-    _kill_when(args, lambda: len(list(out.glob("*.npz"))) >= 2)
+    kill_when(args, lambda: len(list(out.glob("*.npz"))) >= 2)
     assert json.loads((out / MANIFEST).read_text())["complete"] is False
     with pytest.raises(FastBFMError, match="incomplete dataset"):
         load_dataset(out)

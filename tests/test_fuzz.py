@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from fastbfm.data.collect import CollectConfig, collect
 from fastbfm.data.dataset import episode_files
 from fastbfm.data.manifest import MANIFEST
+from tests.cli_helpers import write_grid_with_cell
 
 REPO = Path(__file__).resolve().parent.parent
 MAZE = "point_mass_maze:reach_top_left"
@@ -182,13 +183,7 @@ def bases(tmp_path_factory, cli):
     reply = cli.run(argv, root)
     assert reply["code"] == 0 and reply["crash"] is None, reply
     grid = root / "grid"
-    (grid / "cells").mkdir(parents=True)
-    (grid / "grid.json").write_text(json.dumps({"episodes": 1, "eval_episodes": 1, "eval_every": 0.0}))
-    # the cell as `fastbfm grid` writes it (running it would start a worker pool: slow to import)
-    cell = {"format_version": 1, "cell": {"model": "maze-fb", "task": MAZE, "method": "zero-shot", "seed": 0}, "budget_episodes": 1,
-            "result": {"task": MAZE, "method": "zero-shot", "seeds": [0], "zero_shot": 1.5, "final": 1.5, "episodes": [0.0],
-                       "curves": [[1.5]], "compute_s_per_episode": 0.0, "sim_s_per_episode": 0.0}}
-    (grid / "cells" / f"maze-fb__{MAZE.replace(':', '-')}__zero-shot__seed0.json").write_text(json.dumps(cell))
+    write_grid_with_cell(grid, zero_shot=1.5, final=1.5)
     reply = cli.run(["grid", "--out", grid, *GRID_ARGS], root)
     assert reply["code"] == 0 and reply["crash"] is None, reply
     results = root / "results"

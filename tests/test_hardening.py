@@ -30,7 +30,7 @@ from fastbfm.data.manifest import MANIFEST
 from fastbfm.envs import get_task
 from fastbfm.errors import FastBFMError
 from fastbfm.rollout import eval_start_states
-from tests.cli_helpers import assert_one_line_error, run_cli
+from tests.cli_helpers import assert_one_line_error, cell_path, run_cli, write_grid_with_cell
 
 REPO = Path(__file__).resolve().parent.parent
 MAZE = "point_mass_maze:reach_top_left"
@@ -219,15 +219,11 @@ def test_an_array_header_cannot_ask_for_a_huge_allocation(small_dataset, tmp_pat
 
 
 def _grid_with_cell(tmp_path, edit):
-    """A grid folder whose one cell (maze-fb, reach_top_left, zero-shot, seed 0) is already written."""
+    """A grid folder whose one cell is already written, then changed by ``edit``."""
     out = tmp_path / "grid"
-    (out / "cells").mkdir(parents=True)
-    (out / "grid.json").write_text(json.dumps({"episodes": 1, "eval_episodes": 1, "eval_every": 0.0}))
-    cell = {"format_version": 1, "cell": {"model": "maze-fb", "task": MAZE, "method": "zero-shot", "seed": 0}, "budget_episodes": 1,
-            "result": {"task": MAZE, "method": "zero-shot", "seeds": [0], "zero_shot": 1.0, "final": 2.0, "episodes": [0.0],
-                       "curves": [[2.0]], "compute_s_per_episode": 0.0, "sim_s_per_episode": 0.0}}
+    cell = write_grid_with_cell(out, zero_shot=1.0, final=2.0)
     edit(cell)
-    (out / "cells" / f"maze-fb__{MAZE.replace(':', '-')}__zero-shot__seed0.json").write_text(json.dumps(cell))
+    cell_path(out).write_text(json.dumps(cell))
     return out
 
 

@@ -2,12 +2,9 @@
 trainer state and metrics.jsonl, row by row (all but the wall-clock time_s), equal an uninterrupted run."""
 
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from safetensors.torch import load_file
 
 from fastbfm.bfm.checkpoint import load_model
 from fastbfm.bfm.train import pretrain
+from tests.cli_helpers import kill_when, one_thread_env
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_CLI = (
@@ -50,25 +48,6 @@ def _command(data, run):
     return [sys.executable, "-c", TINY_CLI, *map(str, args)]
 
 
-def _env():
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def _kill_after_rows(cmd, run, rows, timeout=300):
-    """Start ``cmd`` and SIGKILL it once metrics.jsonl holds ``rows`` rows (or it has finished)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(), cwd=REPO)
-    deadline = time.monotonic() + timeout
-    try:
-        while len(_rows(run)) < rows and proc.poll() is None:
-            assert time.monotonic() < deadline, "timed out waiting to kill"
-            time.sleep(0.005)
-    finally:
-        if proc.poll() is None:  # only the process started here
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()[-2000:]
-
-
 def _checkpoint_step(run):
     try:
         return json.loads((run / "trainer.json").read_text())["step"]
@@ -81,9 +60,9 @@ def _kill_and_resume(data, tmp_path, kill_rows):
     pretrain(data, straight, "tiny", 0, UPDATES, CHECKPOINT_EVERY, LOG_EVERY, threads=1, progress=False, device="cpu")
     seen = []
     for rows in kill_rows:
-        _kill_after_rows(_command(data, killed), killed, rows)
+        kill_when(_command(data, killed), lambda: len(_rows(killed)) >= rows, may_finish=True)
         seen.append(_checkpoint_step(killed))
-    done = subprocess.run(_command(data, killed), capture_output=True, text=True, env=_env(), cwd=REPO, timeout=600)
+    done = subprocess.run(_command(data, killed), capture_output=True, text=True, env=one_thread_env(), cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     expected = _rows(straight)
     assert [r["step"] for r in expected] == list(range(LOG_EVERY, UPDATES + 1, LOG_EVERY))
