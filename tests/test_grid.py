@@ -101,7 +101,7 @@ def _alive(pids: set[int]) -> set[int]:
 
 
 def test_kill_9_during_a_grid_then_rerun_completes_it(tmp_path):
-    from test_faults import _kill_when
+    from tests.cli_helpers import kill_when
 
     out = tmp_path / "killed"
     args = ["grid", "--out", out, "--model", "maze-fb", "--task", "point_mass_maze:reach_top_left", "--method", "zero-shot",
@@ -115,7 +115,7 @@ def test_kill_9_during_a_grid_then_rerun_completes_it(tmp_path):
         workers.update(_spawn_workers_of(_processes_with_arg(str(out))))  # this grid's workers, just before the kill
         return True
 
-    _kill_when(cmd, ready)
+    kill_when(cmd, ready)
     deadline = time.monotonic() + 30
     while _alive(workers) and time.monotonic() < deadline:
         time.sleep(0.5)
