@@ -19,5 +19,13 @@ def maze_dataset_dir(tmp_path_factory):
 
 
 @pytest.fixture
+def tiny_preset(monkeypatch):
+    """An FB preset named "tiny" (z 8, widths 32, batch 32): real training in milliseconds per update."""
+    from fastbfm.bfm import fb
+
+    monkeypatch.setitem(fb.PRESETS, "tiny", (dict(z_dim=8, hidden_dim=32, backward_hidden_dim=32), fb.FBTrainConfig(batch_size=32)))
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)

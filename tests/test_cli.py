@@ -95,11 +95,17 @@ def test_tasks_and_benchmarks_print_measured_figures():
     t = json.loads(trained.stdout)
     assert t["device_type"] == "cpu" and t["device"]
     ours = [r for r in t["results"] if r["implementation"] == "fastbfm"]
-    assert [(r["algorithm"], r["preset"], r["mode"]) for r in ours] == [("fb", "cpu", "eager"), ("psm", "cpu", "eager")]
-    assert all(r["updates_per_s"] > 0 for r in ours)
+    precisions = ["fp32", "bf16"] if t["native_bf16"] else ["fp32"]  # bf16 beside fp32 only where it is native
+    assert [(r["algorithm"], r["preset"], r["mode"], r["precision"]) for r in ours] == [
+        (a, "cpu", "eager", p) for a in ("fb", "psm") for p in precisions
+    ]
+    assert all(r["updates_per_s"] > 0 for r in ours) and sum(r["default"] for r in ours) == 2
+    assert all(r["bf16_speedup"] > 0 for r in ours if r["precision"] == "bf16")
+    assert isinstance(t["vector_extensions"], list)
     if importlib.util.find_spec("metamotivo") is not None:  # the same-run baseline at FB's sizes
         (mm,) = [r for r in t["results"] if r["implementation"] == "metamotivo"]
-        assert (mm["hidden"], mm["batch_size"], mm["z_dim"]) == (256, 256, 50) and mm["fastbfm_ratio"] > 0
+        assert (mm["hidden"], mm["batch_size"], mm["z_dim"]) == (256, 256, 50)
+        assert all(r["vs_metamotivo"] > 0 for r in ours if r["algorithm"] == "fb")
     simulated = fastbfm("bench", "sim", "--envs", 8, "--steps", 20, "--json")
     assert simulated.returncode == 0, simulated.stderr
     s = json.loads(simulated.stdout)

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from fastbfm.adapt.lola import LoLAConfig, lola_seeds
 from fastbfm.adapt.zero_shot import infer_task
 from fastbfm.bfm.checkpoint import load_model
-from fastbfm.bfm.fb import FBModel, FBModelConfig, FBTrainConfig
+from fastbfm.bfm.fb import FBModel, FBModelConfig
 from fastbfm.bfm.train import pretrain
 from fastbfm.data.collect import CollectConfig, collect
 from fastbfm.data.dataset import episode_files, load_dataset
@@ -40,13 +40,6 @@ def test_same_seed_same_dataset(tmp_path, config):
     for x, y in zip(a, b):
         for key in x:
             np.testing.assert_array_equal(x[key], y[key], err_msg=key)
-
-
-@pytest.fixture
-def tiny_preset(monkeypatch):
-    from fastbfm.bfm import fb
-
-    monkeypatch.setitem(fb.PRESETS, "tiny", (dict(z_dim=8, hidden_dim=32, backward_hidden_dim=32), FBTrainConfig(batch_size=32)))
 
 
 def test_same_seed_same_weights_on_cpu(maze_dataset_dir, tmp_path, tiny_preset):

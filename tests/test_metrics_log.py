@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-from fastbfm.bfm.fb import FBTrainConfig
 from fastbfm.bfm.metrics_log import open_metrics_log
 from fastbfm.bfm.train import pretrain
 from fastbfm.cli import main
@@ -19,15 +18,6 @@ def _scalars(run_dir) -> dict[str, list[tuple[int, float]]]:
     events = EventAccumulator(str(run_dir))
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
-
-
-@pytest.fixture
-def tiny_preset(monkeypatch):
-    monkeypatch.setitem(
-        __import__("fastbfm.bfm.fb", fromlist=["PRESETS"]).PRESETS,
-        "tiny",
-        (dict(z_dim=8, hidden_dim=32, backward_hidden_dim=32), FBTrainConfig(batch_size=32, num_updates=30)),
-    )
 
 
 def test_event_files_hold_the_rows_of_metrics_jsonl_also_across_a_resume(maze_dataset_dir, tmp_path, tiny_preset):

@@ -24,13 +24,6 @@ TINY_CLI = (
 UPDATES, CHECKPOINT_EVERY, LOG_EVERY = 300, 60, 10
 
 
-@pytest.fixture
-def tiny_preset(monkeypatch):
-    from fastbfm.bfm import fb
-
-    monkeypatch.setitem(fb.PRESETS, "tiny", (dict(z_dim=8, hidden_dim=32, backward_hidden_dim=32), fb.FBTrainConfig(batch_size=32)))
-
-
 def _rows(run):
     path = run / "metrics.jsonl"
     rows = []

@@ -23,13 +23,6 @@ from fastbfm.errors import FastBFMError
 TINY = (dict(z_dim=8, hidden_dim=32, backward_hidden_dim=32), FBTrainConfig(batch_size=32))
 
 
-@pytest.fixture
-def tiny_preset(monkeypatch):
-    from fastbfm.bfm import fb
-
-    monkeypatch.setitem(fb.PRESETS, "tiny", TINY)
-
-
 def test_device_choice():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")

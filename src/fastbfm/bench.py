@@ -159,14 +159,15 @@ def _timed(step, updates: int, warmup: int, device: torch.device) -> float:
     return updates / (time.perf_counter() - start)
 
 
-def _fastbfm_step(name: str, preset_name: str, obs_dim: int, action_dim: int, data, device: torch.device, graphs: bool):
+def _fastbfm_step(name: str, preset_name: str, obs_dim: int, action_dim: int, data, device: torch.device, graphs: bool, bf16: bool = False):
     from fastbfm.bfm.algorithms import get_algorithm, preset
-    from fastbfm.bfm.step import MetricSums, make_step
+    from fastbfm.bfm.step import MetricSums, make_step, set_training_precision
 
     algo = get_algorithm(name)
     model_config, train_config = preset(name, preset_name, obs_dim, action_dim)
     torch.manual_seed(0)
     trainer = algo.trainer(algo.model(model_config).to(device), train_config, torch.Generator(device).manual_seed(0))
+    set_training_precision(trainer, bf16)
     step = make_step(trainer, data, MetricSums(device), graphs=graphs)
     return step, model_config, train_config
 
@@ -177,14 +178,17 @@ def metamotivo_available() -> bool:
     return importlib.util.find_spec("metamotivo") is not None
 
 
-def _metamotivo_step(obs_dim: int, action_dim: int, hidden: int, batch_size: int, z_dim: int, device: torch.device, cudagraphs: bool, n: int):
-    """Meta Motivo's FBAgent (its DMC example's architecture: F and actor with one hidden layer of
-    ``hidden``, B with two of 256, normalised B and z) on a buffer of random transitions on ``device``."""
+def metamotivo_fb_agent(
+    obs_dim: int, action_dim: int, hidden: int, batch_size: int, z_dim: int, device: torch.device | str,
+    discount: float = 0.99, cudagraphs: bool = False,
+):  # fmt: skip
+    """Meta Motivo's FBAgent at fastbfm FB's sizes and hyper-parameters (its DMC example's architecture:
+    F and actor with one hidden layer of ``hidden``, B with two of 256, normalised B and z; learning
+    rates 1e-4, orthonormality 1, half of the latents from B, actor pessimism 0.5: its defaults)."""
     import contextlib
     import dataclasses
     import io
 
-    from metamotivo.buffers.buffers import DictBuffer
     from metamotivo.fb import FBAgent, FBAgentConfig
 
     cfg = FBAgentConfig()
@@ -195,12 +199,19 @@ def _metamotivo_step(obs_dim: int, action_dim: int, hidden: int, batch_size: int
     archi.b.hidden_dim, archi.b.hidden_layers = 256, 2
     archi.f.hidden_dim, archi.f.hidden_layers = hidden, 1
     archi.actor.hidden_dim, archi.actor.hidden_layers = hidden, 1
-    cfg.train.batch_size, cfg.train.discount = batch_size, 0.99
+    cfg.train.batch_size, cfg.train.discount = batch_size, discount
     cfg.train.lr_f = cfg.train.lr_b = cfg.train.lr_actor = 1e-4
     cfg.cudagraphs = cudagraphs
-    torch.manual_seed(0)
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its compile settings
-        agent = FBAgent(**dataclasses.asdict(cfg))
+        return FBAgent(**dataclasses.asdict(cfg))
+
+
+def _metamotivo_step(obs_dim: int, action_dim: int, hidden: int, batch_size: int, z_dim: int, device: torch.device, cudagraphs: bool, n: int):
+    """Meta Motivo's FBAgent (:func:`metamotivo_fb_agent`) on a buffer of random transitions on ``device``."""
+    from metamotivo.buffers.buffers import DictBuffer
+
+    torch.manual_seed(0)
+    agent = metamotivo_fb_agent(obs_dim, action_dim, hidden, batch_size, z_dim, device, cudagraphs=cudagraphs)
     rng = np.random.default_rng(0)
     obs = rng.standard_normal((n, obs_dim)).astype(np.float32)
     data = {
@@ -226,10 +237,14 @@ def bench_train(
     baseline: bool = True,
     concurrent: int = 0,
     transitions: int = 100_000,
+    bf16: bool | None = None,
 ) -> dict:
-    """Gradient updates per second of each algorithm at each preset on ``device`` (default presets: cpu,
-    plus paper on a GPU), sampling batches from ``transitions`` random transitions of the domain's sizes
-    kept on the device, as pretrain does. On CUDA each is timed eagerly and replayed from a CUDA graph.
+    """Gradient updates per second of each algorithm at each preset on ``device``, sampling batches from ``transitions`` random transitions of the domain's sizes kept on the
+    device, as pretrain does (default presets: cpu, plus paper on a GPU). On CUDA each is timed eagerly and
+    replayed from a CUDA graph. ``bf16``:
+    None times float32 (TF32 on CUDA) and, where bf16 is native, bf16 side by side (``bf16_speedup``);
+    True or False times only that precision. The row of pretrain's default settings (per preset) has
+    ``default``.
 
     ``baseline``: Meta Motivo's FBAgent at the same sizes as fastbfm's FB at each preset, timed in the
     same run (skipped if the ``metamotivo`` package is not installed; with CUDA graphs too on CUDA when
@@ -237,7 +252,7 @@ def bench_train(
     preset trained in one process, their graphs replayed on separate streams, against the same models
     replayed one after another on one stream (total updates per second of all models)."""
     from fastbfm.bfm.algorithms import ALGORITHMS
-    from fastbfm.bfm.device import device_name, resolve_device, set_matmul_precision
+    from fastbfm.bfm.device import cpu_vector_extensions, default_bf16, device_name, native_bf16, resolve_device, set_matmul_precision
 
     domain = get_domain(domain_name)
     device = resolve_device(device)
@@ -249,30 +264,49 @@ def bench_train(
     obs_dim, action_dim = domain.observation_dim, domain.action_dim
     data = _random_transitions(obs_dim, action_dim, transitions, device)
     warmup = 10 if cuda else 3  # CUDA: graph capture and cuBLAS heuristics happen in the first calls
+    full = "tf32" if cuda and tf32 else "fp32"
+    # bf16 is timed wherever it is native; elsewhere it is emulated (slower than fp32) and only fp32 is timed
+    precisions = ([full] + (["bf16"] if native_bf16(device) else [])) if bf16 is None else ["bf16" if bf16 else full]
     results = []
     for preset_name in presets:
         for name in algorithms or list(ALGORITHMS):
+            rows = []
             for graphs in (False, True) if cuda else (False,):
-                step, model_config, train_config = _fastbfm_step(name, preset_name, obs_dim, action_dim, data, device, graphs)
-                rate = _timed(step, updates, warmup, device)
-                results.append(
-                    {
-                        "implementation": "fastbfm",
-                        "algorithm": name,
-                        "preset": preset_name,
-                        "mode": "cuda_graphs" if graphs else "eager",
-                        "captured": bool(getattr(step, "captured", False)),
-                        "updates_per_s": round(rate, 1),
-                        "batch_size": train_config.batch_size,
-                        "hidden": model_config.hidden_dim,
-                        "z_dim": model_config.z_dim,
-                    }
-                )
-                if name == "fb" and baseline and metamotivo_available():
-                    results += _metamotivo_rows(results[-1], obs_dim, action_dim, device, updates, warmup, transitions, graphs)
+                for precision in precisions:
+                    step, model_config, train_config = _fastbfm_step(
+                        name, preset_name, obs_dim, action_dim, data, device, graphs, bf16=precision == "bf16"
+                    )
+                    rate = _timed(step, updates, warmup, device)
+                    default_precision = "bf16" if default_bf16(device, model_config.hidden_dim) else full
+                    rows.append(
+                        {
+                            "implementation": "fastbfm",
+                            "algorithm": name,
+                            "preset": preset_name,
+                            "mode": "cuda_graphs" if graphs else "eager",
+                            "precision": precision,
+                            "default": precision == default_precision and graphs == cuda,
+                            "captured": bool(getattr(step, "captured", False)),
+                            "updates_per_s": round(rate, 2),
+                            "batch_size": train_config.batch_size,
+                            "hidden": model_config.hidden_dim,
+                            "z_dim": model_config.z_dim,
+                        }
+                    )
+            fp32 = {(r["mode"]): r["updates_per_s"] for r in rows if r["precision"] != "bf16"}
+            for r in rows:
+                if r["precision"] == "bf16" and r["mode"] in fp32:
+                    r["bf16_speedup"] = round(r["updates_per_s"] / fp32[r["mode"]], 2)
+            results += rows
+            if name == "fb" and baseline and metamotivo_available():
+                for graphs in (False, True) if cuda else (False,):
+                    mode = [r for r in rows if r["mode"] == ("cuda_graphs" if graphs else "eager")]
+                    results += _metamotivo_rows(mode, obs_dim, action_dim, device, updates, warmup, transitions, graphs)
     out = {
         "device": device_name(device),
         "device_type": device.type,
+        "vector_extensions": cpu_vector_extensions(),
+        "native_bf16": native_bf16(device),
         "torch": torch.__version__,
         "threads": threads,
         "tf32": tf32 and cuda,
@@ -286,20 +320,24 @@ def bench_train(
     return out
 
 
-def _metamotivo_rows(ours: dict, obs_dim, action_dim, device, updates, warmup, transitions, graphs) -> list[dict]:
-    """Meta Motivo's FBAgent at the sizes of ``ours`` (eager, or its CUDA-graph path if ``graphs``)."""
+def _metamotivo_rows(ours: list[dict], obs_dim, action_dim, device, updates, warmup, transitions, graphs) -> list[dict]:
+    """Meta Motivo's FBAgent (float32, its defaults) at the sizes of ``ours`` (fastbfm's rows of one preset
+    and mode), eager or its CUDA-graph path if ``graphs``; each fastbfm row gets its ratio to it."""
     import importlib.util
 
-    if graphs and importlib.util.find_spec("tensordict") is None:
+    if not ours or (graphs and importlib.util.find_spec("tensordict") is None):
         return []
-    step = _metamotivo_step(obs_dim, action_dim, ours["hidden"], ours["batch_size"], ours["z_dim"], device, graphs, transitions)
+    first = ours[0]
+    step = _metamotivo_step(obs_dim, action_dim, first["hidden"], first["batch_size"], first["z_dim"], device, graphs, transitions)
     rate = _timed(step, updates, warmup, device)
+    for row in ours:
+        row["vs_metamotivo"] = round(row["updates_per_s"] / rate, 2)
     return [
         {
-            **{k: ours[k] for k in ("algorithm", "preset", "mode", "batch_size", "hidden", "z_dim")},
+            **{k: first[k] for k in ("algorithm", "preset", "mode", "batch_size", "hidden", "z_dim")},
             "implementation": "metamotivo",
-            "updates_per_s": round(rate, 1),
-            "fastbfm_ratio": round(ours["updates_per_s"] / rate, 2),
+            "precision": "fp32",
+            "updates_per_s": round(rate, 2),
         }
     ]
 

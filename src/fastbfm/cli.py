@@ -140,7 +140,7 @@ def pretrain(
     data: Path = typer.Option(..., help="Dataset folder (ExORL layout)."),
     out: Path = typer.Option(..., help="Run folder: checkpoints, metrics.jsonl. Rerun to resume."),
     algorithm: str = typer.Option("fb", help="BFM to train: fb, hilp or psm."),
-    preset: str = typer.Option("cpu", help="Named preset: 'cpu' (about an hour on 2 cores) or 'paper' (GPU scale)."),
+    preset: str = typer.Option("cpu", help="Named preset: 'cpu' (about an hour on 2 cores), 'wide' (FB: width and batch 512) or 'paper' (GPU scale)."),
     updates: Optional[int] = typer.Option(None, min=1, max=lim.MAX_UPDATES, help="Number of gradient updates (default: the preset's)."),
     checkpoint_every: int = typer.Option(5000, min=1, max=lim.MAX_UPDATES, help="Updates between checkpoints."),
     seed: int = typer.Option(0, min=0, max=lim.MAX_SEED, help="Seed of initialisation, batches and latents."),
@@ -154,7 +154,9 @@ def pretrain(
     max_minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many minutes with a checkpoint; rerun to continue."),
     log_every: int = typer.Option(1000, min=1, max=lim.MAX_UPDATES, help="Updates per row of metrics.jsonl (part of the run: a resume must keep it)."),
     tf32: bool = typer.Option(True, help="TF32 matmuls on CUDA (--no-tf32: full float32)."),
-    bf16: bool = typer.Option(False, help="bf16 autocast on CUDA (off by default: its effect on returns is not measured yet)."),
+    bf16: Optional[bool] = typer.Option(
+        None, help="Networks in bf16, float32 master weights and losses (default: on for networks 512+ wide where the CPU has native bf16; see `fastbfm doctor`)."
+    ),
     cuda_graphs: bool = typer.Option(True, help="On CUDA, capture the whole update in a CUDA graph and replay it (--no-cuda-graphs: eager)."),
     allow_new_lr: bool = typer.Option(False, help="Resume with new learning rates (recorded as a new segment of the run's history)."),
     resimulate: bool = RESIM_OPT,
@@ -677,20 +679,27 @@ def bench_train(
     preset: list[str] = typer.Option([], help="Preset to time; repeat for several (default: cpu, plus paper on CUDA)."),
     algorithm: list[str] = typer.Option([], help="Algorithm to time; repeat for several (default: all)."),
     tf32: bool = typer.Option(True, help="TF32 matmuls on CUDA."),
+    bf16: Optional[bool] = typer.Option(None, help="Time only bf16 (--bf16) or only float32 (--no-bf16); default: both where bf16 is native."),
     baseline: bool = typer.Option(True, help="Time Meta Motivo's FBAgent at the same sizes when the metamotivo package is installed."),
     concurrent: int = typer.Option(0, min=0, max=64, help="CUDA: also time this many FB models trained at once on separate streams."),
     as_json: bool = JSON_OPT,
 ):
-    """Gradient updates per second of each algorithm (on CUDA: eager and CUDA graphs), with Meta Motivo's FBAgent as a same-run baseline."""
+    """Gradient updates per second of each algorithm in float32 and bf16 (on CUDA: eager and CUDA graphs), with Meta Motivo's FBAgent as a same-run baseline."""
     from fastbfm.bench import bench_train as run
 
-    r = run(domain, updates, threads, algorithm or None, device, preset or None, tf32, baseline, concurrent)
+    r = run(domain, updates, threads, algorithm or None, device, preset or None, tf32, baseline, concurrent, bf16=bf16)
     rows = [
-        [v["implementation"], v["algorithm"], v["preset"], v["mode"], v["updates_per_s"], v.get("fastbfm_ratio", ""), v["batch_size"], v["hidden"], v["z_dim"]]
+        [
+            v["implementation"], v["algorithm"], v["preset"], v["mode"], v["precision"] + (" *" if v.get("default") else ""),
+            v["updates_per_s"], v.get("bf16_speedup", ""), v.get("vs_metamotivo", ""), v["batch_size"], v["hidden"], v["z_dim"],
+        ]
         for v in r["results"]
-    ]
-    table = f"{r['device']} ({r['device_type']}, {r['threads']} threads, torch {r['torch']})\n"
-    table += _fmt_table(["implementation", "algorithm", "preset", "mode", "updates/s", "fastbfm/mm", "batch", "hidden", "z"], rows)
+    ]  # fmt: skip
+    extensions = ", ".join(r["vector_extensions"]) or "none found"
+    table = f"{r['device']} ({r['device_type']}, {r['threads']} threads, torch {r['torch']}; vector extensions: {extensions}; "
+    table += f"native bf16: {'yes' if r['native_bf16'] else 'no'})\n"
+    table += _fmt_table(["implementation", "algorithm", "preset", "mode", "precision", "updates/s", "bf16/fp32", "fastbfm/mm", "batch", "hidden", "z"], rows)
+    table += "\n* pretrain's default precision here"
     if "concurrent" in r:
         c = r["concurrent"]
         table += f"\n\n{c['models']} FB models at once ({c['preset']}): {c['total_updates_per_s_own_streams']} updates/s in all on their own streams, "

@@ -31,6 +31,18 @@ def checks(render: bool = True) -> list[dict]:
     threads, cores = torch.get_num_threads(), os.cpu_count() or 1
     add("torch threads", threads <= cores, f"{threads} of {cores} cores",
         "torch.set_num_threads(1) while MuJoCo batches step (the CLI does this)", "warn")
+    from fastbfm.bfm.device import BF16_MIN_WIDTH, cpu_vector_extensions, native_bf16
+
+    cpu = torch.device("cpu")
+    extensions = ", ".join(cpu_vector_extensions()) or "none found"
+    if native_bf16(cpu):
+        precision = (
+            f"native bf16 ({extensions}): pretrain trains networks {BF16_MIN_WIDTH} or more wide in bf16 by default "
+            "(--no-bf16: float32), narrower ones in float32 (--bf16: bf16)"
+        )
+    else:
+        precision = f"no native bf16 ({extensions}): pretrain trains in float32 (--bf16 would be emulated and slower)"
+    add("CPU training precision", True, precision, "")
     gl = os.environ.get("MUJOCO_GL")
     add("MUJOCO_GL", gl in ("egl", "osmesa", "glfw"), gl or "unset (fastbfm sets egl on import)",
         "export MUJOCO_GL=egl for headless rendering", "warn")

@@ -24,11 +24,12 @@ def aggregate(values: torch.Tensor, pessimism: float) -> torch.Tensor:
 
 
 def _off_diagonal_mean(matrix: torch.Tensor) -> torch.Tensor:
-    """Mean of the off-diagonal entries of the last two (square) axes. A multiplicative mask, not
-    boolean indexing: indexing by a mask asks the host for the number of entries (a GPU sync)."""
+    """Mean of the off-diagonal entries of the last two (square) axes: the whole sum less the diagonal's.
+    Neither boolean indexing (it asks the host for the number of entries: a GPU sync) nor a mask (an
+    N x N allocation and a pass over the matrix at every update)."""
     n = matrix.shape[-1]
-    mask = 1 - torch.eye(n, dtype=matrix.dtype, device=matrix.device)
-    return (matrix * mask).sum((-2, -1)) / (n * (n - 1))
+    total = matrix.sum((-2, -1)) - torch.diagonal(matrix, dim1=-2, dim2=-1).sum(-1)
+    return total / (n * (n - 1))
 
 
 def fb_loss(M: torch.Tensor, target_M: torch.Tensor, discount: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

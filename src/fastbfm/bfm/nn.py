@@ -30,10 +30,47 @@ class EnsembleLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+        # In x's dtype even under bf16 autocast (whose policy runs layer_norm in float32): the statistics
+        # are accumulated in float32 either way and the next matmul rounds to bf16, so float32 here only
+        # doubles the memory traffic of the widest tensors (measured: docs/bfms.md, "bf16 training").
+        with torch.autocast(x.device.type, enabled=False):
+            normed = nn.functional.layer_norm(x, x.shape[-1:])
+            return torch.addcmul(self.bias.to(x.dtype), normed, self.weight.to(x.dtype))
 
 
-def mlp(in_dim: int, hidden: list[int], out_dim: int, ensemble_size: int, norm_tanh_first: bool = True) -> nn.Sequential:
+class LowPrecisionNetwork:
+    """A network whose forward may run under autocast at ``compute_dtype`` (bf16 training), with its
+    parameters, gradients and optimiser state in float32 and its output returned in float32, so that
+    what is computed from network outputs (the FB measure matrices, losses, covariances) stays float32.
+    None (the default, and always for inference): plain float32."""
+
+    compute_dtype: torch.dtype | None = None
+
+    def run_at_compute_dtype(self, forward, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.compute_dtype is None:
+            return forward(*inputs)
+        # no weight-cast cache: a CUDA graph must recast the weights it updates at every replay
+        with torch.autocast(inputs[0].device.type, dtype=self.compute_dtype, cache_enabled=False):
+            out = forward(*inputs)
+        return out.float()
+
+
+def set_compute_dtype(module: nn.Module, dtype: torch.dtype | None) -> None:
+    """Run every outermost :class:`LowPrecisionNetwork` inside ``module`` at ``dtype`` (None: float32).
+    The networks nested in one run inside its autocast region, so they are left alone."""
+    if isinstance(module, LowPrecisionNetwork):
+        module.compute_dtype = dtype
+        return
+    for child in module.children():
+        set_compute_dtype(child, dtype)
+
+
+class MLP(LowPrecisionNetwork, nn.Sequential):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run_at_compute_dtype(super().forward, x)
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int, ensemble_size: int, norm_tanh_first: bool = True) -> MLP:
     """Linear layers with ReLU, the first followed by LayerNorm + tanh (the FB codebases' "ntanh" input)."""
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden]
@@ -44,7 +81,7 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, ensemble_size: int, norm_t
         else:
             layers.append(nn.ReLU())
     layers.append(EnsembleLinear(dims[-1], out_dim, ensemble_size))
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 def expand(x: torch.Tensor, ensemble_size: int) -> torch.Tensor:
@@ -57,7 +94,7 @@ def project_to_sphere(z: torch.Tensor) -> torch.Tensor:
     return math.sqrt(z.shape[-1]) * nn.functional.normalize(z, dim=-1)
 
 
-class TwoStreamNet(nn.Module):
+class TwoStreamNet(LowPrecisionNetwork, nn.Module):
     """FB's forward map and actor: embed (obs, x) and (obs, z) separately, concatenate, then a head.
 
     Output (K, N, out_dim) for an ensemble of K members.
@@ -71,6 +108,9 @@ class TwoStreamNet(nn.Module):
         self.head = mlp(hidden, [hidden], out_dim, ensemble_size, norm_tanh_first=False)
 
     def forward(self, obs: torch.Tensor, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.run_at_compute_dtype(self._forward, obs, x, z)
+
+    def _forward(self, obs: torch.Tensor, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         k = self.ensemble_size
         ex = self.embed_x(expand(torch.cat([obs, x], -1), k))
         ez = self.embed_z(expand(torch.cat([obs, z], -1), k))

@@ -9,7 +9,6 @@ state, targets, metric sums). That is what lets a CUDA graph capture it once and
 from __future__ import annotations
 
 import warnings
-from contextlib import nullcontext
 from typing import Callable
 
 import torch
@@ -74,16 +73,21 @@ class MetricSums:
         self.first_bad.copy_(tensors["metrics.first_bad"])
 
 
-def eager_step(trainer, data, sums: MetricSums, autocast: torch.dtype | None = None) -> Callable[[], None]:
+def set_training_precision(trainer, bf16: bool) -> None:
+    """bf16 networks (autocast inside each network's forward, float32 master weights, optimiser state,
+    losses and the products of network outputs) for every network the trainer updates or bootstraps from,
+    or float32 everywhere."""
+    from fastbfm.bfm.nn import set_compute_dtype
+
+    for module in (trainer.model, *trainer.modules().values()):
+        set_compute_dtype(module, torch.bfloat16 if bf16 else None)
+
+
+def eager_step(trainer, data, sums: MetricSums) -> Callable[[], None]:
     """The step as a function of nothing: sample, update, add the metrics to ``sums``."""
-    device = trainer.device
 
     def step() -> None:
-        # no weight-cast cache: a CUDA graph must recast the weights it updates at every replay
-        context = torch.autocast(device.type, dtype=autocast, cache_enabled=False) if autocast is not None else nullcontext()
-        with context:
-            metrics = trainer.update(trainer.sample_batch(data))
-        sums.add(metrics)
+        sums.add(trainer.update(trainer.sample_batch(data)))
 
     return step
 
@@ -141,9 +145,9 @@ class GraphedStep:
         self.replay()
 
 
-def make_step(trainer, data, sums: MetricSums, graphs: bool, autocast: torch.dtype | None = None) -> Callable[[], None]:
+def make_step(trainer, data, sums: MetricSums, graphs: bool) -> Callable[[], None]:
     """The step to call once per update: replayed from a CUDA graph when ``graphs`` (CUDA only), else eager."""
-    step = eager_step(trainer, data, sums, autocast)
+    step = eager_step(trainer, data, sums)
     if not graphs:
         return step
     if trainer.device.type != "cuda":

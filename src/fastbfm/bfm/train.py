@@ -40,8 +40,8 @@ from fastbfm.bfm.checkpoint import (
     write_json,
 )
 from fastbfm.bfm.algorithms import build_model, get_algorithm, preset
-from fastbfm.bfm.device import device_name, resolve_device, set_matmul_precision
-from fastbfm.bfm.step import MetricSums, make_step
+from fastbfm.bfm.device import default_bf16, device_name, resolve_device, set_matmul_precision
+from fastbfm.bfm.step import MetricSums, make_step, set_training_precision
 from fastbfm.bfm.metrics_log import METRICS_FILE, open_metrics_log, tensorboard_writer_class
 from fastbfm.data.dataset import load_dataset
 from fastbfm.envs.registry import domain_for_dims
@@ -258,7 +258,7 @@ def pretrain(
     device: str | torch.device = "auto",
     max_minutes: float | None = None,
     tf32: bool = True,
-    bf16: bool = False,
+    bf16: bool | None = None,
     cuda_graphs: bool | None = None,
     allow_new_lr: bool = False,
     tensorboard: bool = False,
@@ -271,8 +271,11 @@ def pretrain(
     ``train_overrides`` replaces fields of the preset's train config (e.g. ``discount``).
     ``device``: auto (CUDA when available), cpu or cuda; the dataset, the model and batch sampling all
     live there. ``max_minutes`` stops after that much wall time with a checkpoint (rerun to continue).
-    On CUDA: ``tf32`` matmuls (default on), ``bf16`` autocast (default off: not yet measured), and
-    ``cuda_graphs`` (default on) capture the whole step once and replay it.
+    ``bf16``: the networks run in bf16 (float32 master weights, optimiser state and losses); None (the
+    default) turns it on where it is native and pays (a CPU with AVX512_BF16 or AMX, networks at least 512
+    wide: ``default_bf16``).
+    On CUDA: ``tf32`` matmuls (default on) and ``cuda_graphs`` (default on) capture the whole step once
+    and replay it.
     ``tensorboard`` also writes the metric rows as TensorBoard event files in ``run_dir``.
     """
     check_seed(seed)
@@ -302,7 +305,9 @@ def _pretrain_locked(
     progress, meta, init_from, resimulate, device, max_minutes, tf32, bf16, cuda_graphs, allow_new_lr, tensorboard,
 ) -> Path:  # fmt: skip
     algorithm = algo.name
-    precision = "bf16 autocast" if bf16 and device.type == "cuda" else ("tf32" if tf32 and device.type == "cuda" else "fp32")
+    if bf16 is None:
+        bf16 = default_bf16(device, model_config.hidden_dim)
+    precision = "bf16" if bf16 else ("tf32" if tf32 and device.type == "cuda" else "fp32")
     torch.manual_seed(seed)
     generator = torch.Generator(device).manual_seed(seed)
     model = algo.model(model_config)
@@ -352,7 +357,8 @@ def _pretrain_locked(
         **(meta or {}),
     }
     data = dataset.to_torch(device)
-    run_step = make_step(trainer, data, sums, graphs=cuda_graphs, autocast=torch.bfloat16 if precision == "bf16 autocast" else None)
+    set_training_precision(trainer, bf16)
+    run_step = make_step(trainer, data, sums, graphs=cuda_graphs)
 
     def checkpoint(at: int) -> None:
         _save_checkpoint(run_dir, trainer, at, time.perf_counter() - start, meta, sums, run, history)
