@@ -14,7 +14,8 @@ from the same transitions and is saved in its agent layout, which `fastbfm eval`
 evaluations are kept in RUNS/results.jsonl, so a rerun does only what is missing (a Meta Motivo run cut
 off before its save starts again). Prints, per task, each implementation's mean over seeds with its
 standard error, the paired difference fastbfm - Meta Motivo with its standard error, and the random
-policy.
+policy. ``--label`` names the fastbfm rows, so that two versions of fastbfm (another checkout on
+PYTHONPATH) are compared with one set of Meta Motivo runs.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from fastbfm.bfm.algorithms import preset
 from fastbfm.data.dataset import load_dataset
 from fastbfm.envs import list_tasks
 
-IMPLEMENTATIONS = ("fastbfm", "metamotivo")
 
 
 def _fastbfm(*args: str) -> str:
@@ -90,6 +90,7 @@ def main() -> None:
     p.add_argument("--discount", type=float, default=0.99)
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--task", action="append", default=[], help="extra tasks beyond the domain's built-in ones")
+    p.add_argument("--label", default="fastbfm", help="name of the fastbfm rows (compare versions of fastbfm: PYTHONPATH=<checkout>/src)")
     a = p.parse_args()
     tasks = [t for t in list_tasks() if t.split(":")[0] == a.domain] + a.task
     a.runs.mkdir(parents=True, exist_ok=True)
@@ -98,11 +99,11 @@ def main() -> None:
     setting = (a.domain, a.preset, a.updates, a.discount)
     done = {(r["domain"], r["preset"], r["updates"], r["discount"], r["seed"], r["implementation"]) for r in rows}
     for seed in a.seeds:
-        for implementation in IMPLEMENTATIONS:
+        for implementation in (a.label, "metamotivo"):
             if (*setting, seed, implementation) in done:
                 continue
             run = a.runs / f"{a.domain}-{a.preset}-{a.updates}-g{a.discount}-s{seed}-{implementation}"
-            if implementation == "fastbfm":
+            if implementation != "metamotivo":
                 _fastbfm("pretrain", "--data", str(a.data), "--out", str(run), "--preset", a.preset, "--updates", str(a.updates),
                          "--seed", str(seed), "--threads", "1", "--discount", str(a.discount), "-q", "--json")  # fmt: skip
                 wall = json.loads((run / "config.json").read_text())["meta"]["wall_time_s"]
@@ -121,22 +122,26 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     by = {(r["seed"], r["implementation"]): r for r in rows if (r["domain"], r["preset"], r["updates"], r["discount"]) == setting}
-    seeds = sorted({s for s, _ in by if all((s, i) in by for i in IMPLEMENTATIONS)})
+    labels = sorted({i for _, i in by if i != "metamotivo"})
+    seeds = sorted({s for s, _ in by if all((s, i) in by for i in [*labels, "metamotivo"])})
     if not seeds:
         return
     print(f"\n{a.domain}, preset {a.preset}, {a.updates} updates, discount {a.discount}, seeds {seeds}, {a.episodes} episodes per task")
-    print(f"{'task':40s} {'fastbfm':>14s} {'metamotivo':>14s} {'difference':>14s} {'random':>7s}")
+    print(f"{'task':40s} {'metamotivo':>14s} " + " ".join(f"{x:>14s} {'- metamotivo':>14s}" for x in labels) + f" {'random':>7s}")
 
     def mean_se(values: list[float]) -> str:
         se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
         return f"{statistics.mean(values):6.1f} +- {se:5.1f}"
 
     for task in tasks:
-        ours = [by[s, "fastbfm"]["returns"][task] for s in seeds]
         theirs = [by[s, "metamotivo"]["returns"][task] for s in seeds]
-        rnd = statistics.mean(by[s, "fastbfm"]["random"][task] for s in seeds)
-        print(f"{task:40s} {mean_se(ours):>14s} {mean_se(theirs):>14s} {mean_se([o - t for o, t in zip(ours, theirs)]):>14s} {rnd:7.1f}")
-    for implementation in IMPLEMENTATIONS:
+        cells = [mean_se(theirs)]
+        for label in labels:
+            ours = [by[s, label]["returns"][task] for s in seeds]
+            cells += [mean_se(ours), mean_se([o - t for o, t in zip(ours, theirs)])]
+        rnd = statistics.mean(by[s, "metamotivo"]["random"][task] for s in seeds)
+        print(f"{task:40s} " + " ".join(f"{c:>14s}" for c in cells) + f" {rnd:7.1f}")
+    for implementation in [*labels, "metamotivo"]:
         wall = statistics.mean(by[s, implementation]["wall_time_s"] for s in seeds)
         print(f"mean training wall time {implementation}: {wall:.0f} s")
 
