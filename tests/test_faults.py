@@ -338,7 +338,7 @@ def test_bad_input_table(tmp_path, maze_dataset_dir, monkeypatch, capsys):
         ([*ev, "--task", "point_mass_maze:bad_rewards:missing"], ["no attribute", "missing"]),
         ([*ev, "--task", "point_mass_maze:bad_rewards:not_a_function"], ["neither a Task nor a function"]),
         ([*ev, "--task", "point_mass_maze:bad_rewards:raises"], ["bad_rewards:raises failed", "ZeroDivisionError"]),
-        ([*ev, "--task", "point_mass_maze:bad_rewards:text"], ["bad_rewards:text failed", "ValueError"]),
+        ([*ev, "--task", "point_mass_maze:bad_rewards:text"], ["bad_rewards:text returned 'high'", "a str"]),
         ([*ev, "--task", "point_mass_maze:bad_rewards:nan"], ["bad_rewards:nan returned nan"]),
         # truncated and foreign files
         (["eval", "--model", f["truncated_ckpt"], "--task", maze], ["corrupt checkpoint"]),

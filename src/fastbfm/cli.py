@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +17,7 @@ from fastbfm import schemas as lim
 from fastbfm.adapt import methods as registry
 from fastbfm.adapt.lola import LoLAConfig
 from fastbfm.adapt.safe import SafeConfig
+from fastbfm.envs.user_reward import DEFAULT_TIMEOUT_S, set_reward_timeout
 from fastbfm.errors import FastBFMError
 from fastbfm.locks import folder_lock
 
@@ -25,6 +27,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Behavioral foundation models: collect reward-free data, pretrain, prompt zero-shot, fast-adapt.",
 )
+
+@app.callback()
+def _global_options(
+    reward_timeout: float = typer.Option(
+        DEFAULT_TIMEOUT_S, min=0.0, max=1e6, envvar="FASTBFM_REWARD_TIMEOUT",
+        help="Seconds a user reward may take per call (0: no limit).",
+    ),
+):  # fmt: skip
+    set_reward_timeout(reward_timeout)
+    os.environ["FASTBFM_REWARD_TIMEOUT"] = str(reward_timeout)  # for worker processes (grid)
+
 
 RESIM_OPT = typer.Option(
     False, "--resimulate", help="Re-simulate --data's stored physics on this MuJoCo (for real ExORL folders, recorded by an older one)."
