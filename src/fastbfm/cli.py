@@ -476,6 +476,18 @@ def models(as_json: bool = JSON_OPT):
 
 
 @app.command()
+def sign(
+    folder: Path = typer.Argument(..., help="A fastbfm checkpoint folder (config.json + model.safetensors)."),
+    as_json: bool = JSON_OPT,
+):
+    """Record the checksum of a checkpoint's weights that you vouch for (a checkpoint without one is refused)."""
+    from fastbfm.bfm.checkpoint import sign_model
+
+    digest = sign_model(folder)
+    _emit({"folder": str(folder), "sha256": digest}, as_json, f"signed {folder}: model.safetensors sha256 {digest}")
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Folder for the curves PNG and results JSON."),
     episodes: int = typer.Option(20, min=1, max=lim.MAX_EPISODES, help="LoLA budget in episodes."),
