@@ -543,14 +543,23 @@ def render(
 
     Each panel is labelled with its latent and the return so far; all panels start from the same state.
     """
-    from fastbfm.envs import get_task
-    from fastbfm.report.run import load_run, pick_result
-    from fastbfm.data import ensure_dataset
-    from fastbfm.report.video import FORMATS, before_after, render_latents, write_video, zero_shot_latent
-    from fastbfm.report.video import evolution as evolution_latents
+    from fastbfm.report.video import FORMATS
 
     if out.suffix.lower() not in FORMATS:
         raise FastBFMError(f"--out must end in .gif or .mp4, got '{out.name}'")
+    with folder_lock(out.parent, "render"):
+        _render(out, model, z_from, task, method, adapted_seed, evolution, at, seed, steps, every, fps, width, height, camera, data,
+                resimulate, device, as_json, quiet)  # fmt: skip
+
+
+def _render(out, model, z_from, task, method, adapted_seed, evolution, at, seed, steps, every, fps, width, height, camera, data,
+            resimulate, device, as_json, quiet) -> None:  # fmt: skip
+    from fastbfm.data import ensure_dataset
+    from fastbfm.envs import get_task
+    from fastbfm.report.run import load_run, pick_result
+    from fastbfm.report.video import before_after, render_latents, write_video, zero_shot_latent
+    from fastbfm.report.video import evolution as evolution_latents
+
     if z_from == "zero-shot":
         if model is None or task is None:
             raise FastBFMError("--z-from zero-shot needs --model and --task")
@@ -608,15 +617,22 @@ def report(
 
     Images and videos are embedded as base64 data URIs, so the page stands alone. Videos already in RUN_DIR or RUN_DIR/videos (.gif, .mp4) are included; --videos renders them.
     """
-    from fastbfm.envs import get_task
-    from fastbfm.report.html import find_videos, write_report
-    from fastbfm.report.run import VIDEOS, has_latents, load_run, result_method, results_path
-    from fastbfm.data import ensure_dataset
-    from fastbfm.report.video import EVOLUTION_AT, before_after, evolution, render_latents, video_name, write_video
+    from fastbfm.report.run import results_path
 
     if video_format not in ("gif", "mp4"):
         raise FastBFMError(f"--video-format is gif or mp4, got '{video_format}'")
     source = results_path(run_dir)
+    with folder_lock(source.parent, "report"):
+        _report(source, videos, out, model, video_format, adapted_seed, seed, steps, every, fps, width, height, camera, data, as_json, quiet)
+
+
+def _report(source, videos, out, model, video_format, adapted_seed, seed, steps, every, fps, width, height, camera, data, as_json, quiet) -> None:
+    from fastbfm.envs import get_task
+    from fastbfm.report.html import find_videos, write_report
+    from fastbfm.report.run import VIDEOS, has_latents, load_run, result_method
+    from fastbfm.data import ensure_dataset
+    from fastbfm.report.video import EVOLUTION_AT, before_after, evolution, render_latents, video_name, write_video
+
     run = load_run(source)
     notes, skipped = {}, []
     if videos:
