@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from fastbfm.errors import FastBFMError
 
@@ -202,6 +202,7 @@ class ManifestFile(_Open):
     transitions: Optional[Count] = None
     arrays: Optional[Arrays] = None
     files: Optional[dict[Annotated[str, Field(pattern=r"^[^/\\]+\.npz$", max_length=255)], EpisodeEntry]] = None
+    digest: Optional[Sha256] = None
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -275,6 +276,10 @@ class GridBudgetFile(_Strict):
     eval_episodes: _int(1, MAX_EVAL_EPISODES)
     eval_every: NonNegative
     discount: Optional[Annotated[float, Field(gt=0, lt=1)]] = None
+
+
+class GridModelsFile(RootModel[dict[Annotated[str, Field(min_length=1, max_length=4096)], Sha256]]):
+    """models.json of a grid folder: per model name, the SHA-256 of its weights."""
 
 
 def _blank_is_none(value: Any) -> Any:
