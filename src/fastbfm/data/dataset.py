@@ -18,7 +18,7 @@ import torch
 
 from fastbfm.data.manifest import check_episode, check_manifest, files_digest, read_manifest, verify_requested
 from fastbfm.errors import FastBFMError
-from fastbfm.io import sha256_bytes
+from fastbfm.io import sha256_bytes, write_failed
 
 EPISODE_KEYS = ("observation", "action", "reward", "discount", "physics")
 MAX_ARRAY_BYTES = 2**31
@@ -32,14 +32,19 @@ def write_episode(folder: str | Path, index: int, episode: dict[str, np.ndarray]
     folder.mkdir(parents=True, exist_ok=True)
     length = len(episode["observation"])
     path = folder / f"episode_{index:06d}_{length}.npz"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=".tmp")
+    except OSError as e:
+        raise write_failed(path, e) from e
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, **{k: episode[k] for k in EPISODE_KEYS})
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise write_failed(path, e) from e
         raise
     return path
 
