@@ -312,7 +312,7 @@ def adapt(
     entry = registry.get_method(method)
     tasks = _tasks(task)
     bfm = _load(model, tasks, discount, needs_discount=True, device=device)
-    config = entry.build(registry.MethodOptions(
+    config = entry.configure(registry.MethodOptions(
         episodes=episodes, eval_episodes=eval_episodes, eval_every=eval_every, candidates=candidates, horizon=horizon, sigma=sigma, lr=lr, score=score,
         state_latent=state_latent, warm_start=warm_start, safe=safe, confidence=confidence, safe_starts=safe_starts, safe_duels=safe_duels,
     ))
@@ -758,7 +758,7 @@ def main() -> None:
         code = app(standalone_mode=False)
     except FastBFMError as e:
         typer.echo(f"error: {e}", err=True)
-        sys.exit(1)
+        sys.exit(2 if isinstance(e, registry.OptionError) else 1)
     except TyperException as e:
         # usage errors (unknown option or command, value out of range) on one line, not a framed box
         message = e.format_message().strip()
