@@ -656,7 +656,7 @@ def _report(source, videos, out, model, video_format, adapted_seed, seed, steps,
                 notes[path.name] = (f"{r['task']}, the deployed policy during adaptation: "
                                     + ", ".join(f"{k} return {v:.1f}" for k, v in returns.items()) + f" (start state of seed {seed})")
     html_path = write_report(source, out, notes)
-    embedded = [str(v) for v in find_videos(source.parent)]
+    embedded = [str(v) for v in find_videos(source.parent, run["results"])]
     payload = {"report": str(html_path), "bytes": html_path.stat().st_size, "results": len(run["results"]), "videos": embedded,
                "no_video": skipped}
     text = f"{html_path} ({html_path.stat().st_size / 1e6:.1f} MB, {len(run['results'])} results, {len(embedded)} videos)"

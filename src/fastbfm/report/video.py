@@ -21,7 +21,7 @@ from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.report.run import adapted_latent, result_method
+from fastbfm.report.run import adapted_latent, result_method, video_name  # noqa: F401 (video_name: part of this module's API)
 from fastbfm.rollout import eval_start_states
 
 FORMATS = (".gif", ".mp4")
@@ -183,12 +183,6 @@ def zero_shot_latent(model: BFM, task: Task, dataset) -> torch.Tensor:
     from fastbfm.adapt.zero_shot import infer_task
 
     return infer_task(model, task, dataset).z
-
-
-def video_name(result: dict, suffix: str = ".gif") -> str:
-    """A file name per task and method, e.g. ``point_mass_maze-reach_top_left-<method>.gif``."""
-    stem = f"{result['task']}-{result_method(result)}".replace(":", "-")
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) + suffix
 
 
 EVOLUTION_AT = (0, 5, 10, 20)
