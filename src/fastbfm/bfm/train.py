@@ -374,10 +374,11 @@ def _pretrain_locked(
         count, first_bad, means = sums.read()
         if first_bad:
             bad = [k for k, v in means.items() if not math.isfinite(v)]
-            raise FastBFMError(
-                f"training diverged at update {at - count + first_bad}: non-finite {', '.join(bad) or 'metrics'}; "
-                f"the last good checkpoint in {run_dir} is kept"
-            )
+            kept = (
+                f"the last good checkpoint in {run_dir} (update {read_json(run_dir / TRAINER_STATE)['step']}) is kept"
+                if (run_dir / TRAINER_STATE).is_file() else f"no checkpoint was written (the first is due at update {checkpoint_every})"
+            )  # fmt: skip
+            raise FastBFMError(f"training diverged at update {at - count + first_bad}: non-finite {', '.join(bad) or 'metrics'}; {kept}")
         return means
 
     bar = tqdm(total=train_config.num_updates, initial=step, desc=f"pretrain {algorithm}", unit="upd", disable=not progress)
