@@ -76,6 +76,10 @@ def render_latents(
     of ``latents``, and each latent's return over the steps simulated."""
     if not latents:
         raise FastBFMError("nothing to render: give at least one latent")
+    for name, z in latents.items():
+        if tuple(torch.as_tensor(z).shape) != (model.z_dim,):
+            raise FastBFMError(f"the {name} latent of {task.full_name} has {torch.as_tensor(z).numel()} values, the model's latents {model.z_dim}: "
+                               "results of another model?")
     domain = get_domain(task.domain)
     steps = domain.episode_length if steps is None else min(steps, domain.episode_length)
     names = list(latents)
@@ -171,11 +175,7 @@ def before_after(model: BFM, result: dict, adapted_seed: int | None = None, data
             raise FastBFMError(f"the results of {result['task']} store no zero-shot latent: infer it from a dataset")
         z_zero_shot = zero_shot_latent(model, get_task(result["task"]), dataset())
     method = result_method(result)
-    latents = {"zero-shot": z_zero_shot, f"{label(method)} (seed {seed})": torch.tensor(z_adapted, dtype=torch.float32)}
-    for name, z in latents.items():
-        if z.shape != (model.z_dim,):
-            raise FastBFMError(f"the {name} latent of {result['task']} has {z.numel()} values, the model's latents {model.z_dim}: results of another model?")
-    return latents
+    return {"zero-shot": z_zero_shot, f"{label(method)} (seed {seed})": torch.tensor(z_adapted, dtype=torch.float32)}
 
 
 def zero_shot_latent(model: BFM, task: Task, dataset) -> torch.Tensor:
