@@ -265,8 +265,16 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line, as the CLI's (``error: ...``, exit 2)."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = _OneLineParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--domain", default="walker", help="domain to collect, train and evaluate (default walker)")
     parser.add_argument("--algorithm", default="fb", help="fb, hilp or psm")
     parser.add_argument("--preset", default="paper", help="pretrain preset (default paper: width 1024, batch 1024)")

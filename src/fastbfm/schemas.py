@@ -233,8 +233,9 @@ class Result(_Open):
     curves: Annotated[list[Curve], Field(min_length=1, max_length=10**4)]
     z: Optional[list[Optional[Annotated[list[Finite], Field(min_length=1, max_length=MAX_LATENT)]]]] = None
     z_zero_shot: Optional[Annotated[list[Finite], Field(min_length=1, max_length=MAX_LATENT)]] = None
-    latents: Optional[list[list[Optional[Annotated[list[Finite], Field(min_length=1, max_length=MAX_LATENT)]]]]] = None
-    """Per seed, the latent deployed at each point of the curve (None where the policy is not one latent)."""
+    latents: Optional[list[Optional[list[Optional[Annotated[list[Finite], Field(min_length=1, max_length=MAX_LATENT)]]]]]] = None
+    """Per seed, the latent deployed at each point of the curve (None where the policy is not one latent,
+    or for a seed that recorded none)."""
 
     @model_validator(mode="after")
     def _shapes(self):
@@ -248,7 +249,7 @@ class Result(_Open):
         if self.latents is not None:
             if len(self.latents) != len(self.curves):
                 raise ValueError(f"latents for {len(self.latents)} seeds, {len(self.curves)} curves")
-            if bad := [len(per_seed) for per_seed in self.latents if len(per_seed) != len(self.episodes)]:
+            if bad := [len(per_seed) for per_seed in self.latents if per_seed is not None and len(per_seed) != len(self.episodes)]:
                 raise ValueError(f"a seed's latents number {bad[0]} for {len(self.episodes)} budgets")
         return self
 

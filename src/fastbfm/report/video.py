@@ -202,7 +202,7 @@ def evolution(result: dict, adapted_seed: int | None = None, at: tuple[float, ..
                            "rerun `fastbfm adapt --out RUN_DIR` to record them")
     seeds = result.get("seeds") or list(range(len(per_seed)))
     points, latents = result["episodes"], per_seed[seeds.index(seed)]
-    if any(z is None for z in latents):
+    if latents is None or any(z is None for z in latents):
         raise FastBFMError(f"{result.get('method', 'lola')} on {result['task']} deploys no single latent per point")
     budget = points[-1]
     if max(at) > budget + 1e-9:
