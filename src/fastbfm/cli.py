@@ -97,6 +97,10 @@ def collect(
     segment_length: Optional[int] = typer.Option(None, min=1, max=lim.MAX_SEGMENT, help="Steps per episode (default: the domain's recipe)."),
     num_envs: int = typer.Option(50, min=1, max=lim.MAX_NUM_ENVS, help="Simulations stepped together."),
     seed: int = typer.Option(0, min=0, max=lim.MAX_SEED, help="Seed of the explorer."),
+    explorer: str = typer.Option(
+        "archive", help="archive: random actions restarted from rare states (the domain's recipe); rnd: DDPG rewarded by random "
+        "network distillation, full episodes (docs/datasets.md)."
+    ),
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -113,7 +117,7 @@ def collect(
     from fastbfm.envs import get_domain
 
     get_domain(domain)
-    overrides = {"num_envs": num_envs, "seed": seed}
+    overrides = {"num_envs": num_envs, "seed": seed, "explorer": explorer}
     if episodes is not None:
         overrides["episodes"] = episodes
     if segment_length is not None:
