@@ -142,34 +142,46 @@ class RND:
 
 
 class Replay:
-    """Every transition collected so far, by segment: uniform samples with n-step landing states."""
+    """Every transition collected so far, by segment, the round in progress included as it fills:
+    uniform samples with n-step landing states."""
 
     def __init__(self):
         self.obs: list[np.ndarray] = []  # each (segments, T + 1, obs_dim)
         self.actions: list[np.ndarray] = []  # each (segments, T + 1, action_dim); row 0 unused
+        self.filled: list[int] = []  # steps of each part's segments written so far
 
-    def add(self, obs: np.ndarray, actions: np.ndarray) -> None:
+    def add(self, obs: np.ndarray, actions: np.ndarray, filled: int | None = None) -> None:
+        """Segments (segments, T + 1, dim), their first ``filled`` steps written (default: all; the arrays
+        are then filled in place as the round runs, and ``filled`` raised with :meth:`grow`)."""
         self.obs.append(np.asarray(obs, np.float32))
         self.actions.append(np.asarray(actions, np.float32))
+        self.filled.append(obs.shape[1] - 1 if filled is None else filled)
+
+    def grow(self) -> None:
+        """One more step of the last part written."""
+        self.filled[-1] += 1
+
+    def _sizes(self) -> np.ndarray:
+        return np.array([o.shape[0] * f for o, f in zip(self.obs, self.filled)], dtype=np.int64)
 
     def __len__(self) -> int:
-        return sum(o.shape[0] * (o.shape[1] - 1) for o in self.obs)
+        return int(self._sizes().sum()) if self.obs else 0
 
     def sample(self, n: int, n_step: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         """(obs, action, landing obs, steps to it) of ``n`` transitions drawn uniformly, in draw order
         (however the segments were added: a resumed replay samples as an uninterrupted one)."""
-        sizes = np.array([o.shape[0] * (o.shape[1] - 1) for o in self.obs])
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        flat = rng.integers(sizes.sum(), size=n)
-        part = np.searchsorted(np.cumsum(sizes), flat, side="right")
+        sizes = self._sizes()
+        ends = np.cumsum(sizes)
+        flat = rng.integers(ends[-1], size=n)
+        part = np.searchsorted(ends, flat, side="right")
         obs_dim, action_dim = self.obs[0].shape[-1], self.actions[0].shape[-1]
         obs, landing = np.empty((n, obs_dim), np.float32), np.empty((n, obs_dim), np.float32)
         actions, steps = np.empty((n, action_dim), np.float32), np.empty(n, np.int64)
         for p in np.unique(part):
             mask = part == p
-            T = self.obs[p].shape[1] - 1
-            seg, t = np.divmod(flat[mask] - starts[p], T)
-            k = np.minimum(n_step, T - t)
+            filled = self.filled[p]
+            seg, t = np.divmod(flat[mask] - (ends[p] - sizes[p]), filled)
+            k = np.minimum(n_step, filled - t)
             obs[mask], actions[mask], landing[mask], steps[mask] = self.obs[p][seg, t], self.actions[p][seg, t + 1], self.obs[p][seg, t + k], k
         return obs, actions, landing, steps
 
@@ -243,23 +255,26 @@ class RNDExplorer:
         rng = np.random.default_rng([self.seed, round_index, 7])
         generator = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
         n, A = env.num_envs, self.domain.action_dim
-        obs = np.empty((T + 1, n, self.domain.observation_dim), np.float32)
-        actions = np.zeros((T + 1, n, A), np.float32)
+        # the round's segments join the replay now and fill in place: learning sees each transition as it arrives
+        obs = np.empty((n, T + 1, self.domain.observation_dim), np.float32)
+        actions = np.zeros((n, T + 1, A), np.float32)
         physics = np.empty((T + 1, n, env.state_dim))
-        obs[0] = env.set_state(starts)
+        obs[:, 0] = env.set_state(starts)
         physics[0] = env.get_state()
+        self.replay.add(obs, actions, filled=0)
+        obs, actions = self.replay.obs[-1], self.replay.actions[-1]
         for t in range(1, T + 1):
-            actions[t] = self.act(obs[t - 1], rng)
-            obs[t], _ = env.step(actions[t])
+            actions[:, t] = self.act(obs[:, t - 1], rng)
+            obs[:, t], _ = env.step(actions[:, t])
             physics[t] = env.get_state()
+            self.replay.grow()
             self.transitions += n
             if len(self.replay) >= self.config.batch_size:
                 self.debt += n / self.config.transitions_per_update
                 while self.debt >= 1:
                     self.update(rng, generator)
                     self.debt -= 1
-        self.replay.add(obs.transpose(1, 0, 2), actions.transpose(1, 0, 2))
-        return obs, actions, physics
+        return obs.transpose(1, 0, 2), actions.transpose(1, 0, 2), physics
 
     def add_episodes(self, episodes: list[dict[str, np.ndarray]]) -> None:
         """Episodes already on disk (a resumed collection), in the order they were collected."""
