@@ -234,8 +234,47 @@ def pack(job: Job, run: Path) -> None:
     job.save()
 
 
+# (least, most) of each numeric option, as the CLI bounds its own
+BOUNDS = {
+    "seed": (0, 2**32 - 1), "total_minutes": (0.1, 600), "train_minutes": (0.1, 600), "max_updates": (1, 10**9),
+    "checkpoint_every": (1, 10**9), "collect_minutes": (0.1, 600), "collect_episodes": (1, 10**7), "num_envs": (1, 1024),
+    "eval_episodes": (1, 1000), "threads": (1, 512),
+}  # fmt: skip
+STEPS = ("bench", "tests")
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    """The first problem with the options, or None; paths are made absolute (the steps run from the repository)."""
+    if not args.out:
+        return "give --out or set OUT"
+    for name, (least, most) in BOUNDS.items():
+        value = getattr(args, name)
+        if value is not None and not least <= value <= most:  # also refuses NaN
+            return f"--{name.replace('_', '-')} must be from {least} to {most}, got {value}"
+    args.skip = sorted(s for s in args.skip.split(",") if s)
+    if unknown := [s for s in args.skip if s not in STEPS]:
+        return f"--skip takes {', '.join(STEPS)}, got {', '.join(unknown)}"
+    for name in ("out", "work", "data", "wheels"):
+        if getattr(args, name) is not None:
+            setattr(args, name, str(Path(getattr(args, name)).expanduser().resolve()))
+    for name in ("out", "work"):
+        if Path(getattr(args, name)).is_file():
+            return f"--{name} {getattr(args, name)} is a file, not a folder"
+    if args.data is not None and not Path(args.data).is_dir():
+        return f"--data {args.data}: no such dataset folder"
+    return None
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line, as the CLI's (``error: ...``, exit 2)."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = _OneLineParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--domain", default="walker", help="domain to collect, train and evaluate (default walker)")
     parser.add_argument("--algorithm", default="fb", help="fb, hilp or psm")
     parser.add_argument("--preset", default="paper", help="pretrain preset (default paper: width 1024, batch 1024)")
@@ -260,11 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="job-work", help="scratch folder: site-packages, dataset, run (ignored by git)")
     parser.add_argument("--out", default=os.environ.get("OUT"), help="folder for what comes back (default: $OUT)")
     args = parser.parse_args(argv)
-    if not args.out:
-        parser.error("give --out or set OUT")
-    args.skip = sorted(s for s in args.skip.split(",") if s)
+    problem = _check_args(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     job = Job(args)
-    ok = install(job)
+    ok, run = install(job), None
     if ok:
         describe_machine(job)
         data = collect(job)
@@ -280,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                 job.run("tests", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files], RESERVE["tests"])
             else:
                 job.skip("tests", f"none of {args.tests} is in this checkout")
-    job.record["ok"] = ok and all(s.get("rc") == 0 for s in job.record["steps"] if "skipped" not in s)
+    # a job that trained no model failed, whatever else ran
+    job.record["ok"] = ok and run is not None and all(s.get("rc") == 0 for s in job.record["steps"] if "skipped" not in s)
     job.save()
     print(json.dumps({"ok": job.record["ok"], "elapsed_s": job.record["elapsed_s"], "out": str(job.out)}), flush=True)
     return 0 if job.record["ok"] else 1

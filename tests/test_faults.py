@@ -338,11 +338,11 @@ def test_bad_input_table(tmp_path, maze_dataset_dir, monkeypatch, capsys):
         ([*ev, "--task", "point_mass_maze:bad_rewards:missing"], ["no attribute", "missing"]),
         ([*ev, "--task", "point_mass_maze:bad_rewards:not_a_function"], ["neither a Task nor a function"]),
         ([*ev, "--task", "point_mass_maze:bad_rewards:raises"], ["bad_rewards:raises failed", "ZeroDivisionError"]),
-        ([*ev, "--task", "point_mass_maze:bad_rewards:text"], ["bad_rewards:text failed", "ValueError"]),
+        ([*ev, "--task", "point_mass_maze:bad_rewards:text"], ["bad_rewards:text returned 'high'", "a str"]),
         ([*ev, "--task", "point_mass_maze:bad_rewards:nan"], ["bad_rewards:nan returned nan"]),
         # truncated and foreign files
         (["eval", "--model", f["truncated_ckpt"], "--task", maze], ["corrupt checkpoint"]),
-        (["eval", "--model", f["text_ckpt"], "--task", maze], ["corrupt checkpoint"]),
+        (["eval", "--model", f["text_ckpt"], "--task", maze], ["records no checksum", "fastbfm sign"]),
         (["eval", "--model", f["list_ckpt"], "--task", maze], ["unsupported checkpoint config"]),
         ([*pre, "--data", f["text_npz"]], ["corrupt episode", "episode_000001_1001.npz", "not an .npz archive"]),
         ([*pre, "--data", f["pickle_npz"]], ["corrupt episode", "allow_pickle=False"]),
@@ -364,3 +364,35 @@ def test_bad_input_table(tmp_path, maze_dataset_dir, monkeypatch, capsys):
         if not ok:
             failures.append(f"{' '.join(map(str, args))}\n  exit {code}: {stderr.strip()[-600:]}")
     assert not failures, "\n".join(failures)
+
+
+def test_a_checkpoint_without_its_checksum_is_refused_until_signed(tmp_path, monkeypatch, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from tests.cli_helpers import assert_one_line_error
+
+    folder = save_model(FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=8, hidden_dim=16, backward_hidden_dim=16)), tmp_path / "ckpt")
+    config = json.loads((folder / "config.json").read_text())
+    del config["sha256"]
+    (folder / "config.json").write_text(json.dumps(config))
+    weights = load_file(folder / "model.safetensors")
+    weights["backward_map.0.bias"] = weights["backward_map.0.bias"] + 1  # modified weights
+    save_file(weights, folder / "model.safetensors")
+    with pytest.raises(FastBFMError, match=r"records no checksum of model.safetensors.*fastbfm sign"):
+        load_model(folder)
+    code, err = run_cli(["eval", "--model", folder, "--task", "point_mass_maze:reach_top_left"], monkeypatch, capsys)
+    assert_one_line_error(code, err, "records no checksum", "fastbfm sign")
+    code, err = run_cli(["sign", folder], monkeypatch, capsys)
+    assert code == 0, err
+    assert "model.safetensors" in json.loads((folder / "config.json").read_text())["sha256"]
+    torch.testing.assert_close(load_model(folder).state_dict()["backward_map.0.bias"], weights["backward_map.0.bias"])
+    weights["backward_map.0.bias"] += 1  # changed after signing: refused again
+    save_file(weights, folder / "model.safetensors")
+    with pytest.raises(FastBFMError, match="checksum"):
+        load_model(folder)
+    code, err = run_cli(["sign", tmp_path / "nowhere"], monkeypatch, capsys)
+    assert_one_line_error(code, err, "checkpoint not found")
+    assert not (tmp_path / "nowhere").exists()
+    (folder / "model.safetensors").write_bytes(b"not weights")  # only weights that load can be signed
+    code, err = run_cli(["sign", folder], monkeypatch, capsys)
+    assert_one_line_error(code, err, "model.safetensors")

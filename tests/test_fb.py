@@ -151,7 +151,11 @@ def test_divergence_stops_training_and_keeps_the_last_checkpoint(maze_dataset_di
         return {**metrics, "fb_loss": torch.tensor(float("nan"))}
 
     monkeypatch.setattr(FBTrainer, "update", diverging_update)
-    with pytest.raises(FastBFMError, match="diverged at update 11: non-finite fb_loss"):
+    with pytest.raises(FastBFMError, match=r"diverged at update 11: non-finite fb_loss; the last good checkpoint in .* \(update 10\) is kept"):
         pretrain(maze_dataset_dir, tmp_path / "run", "tiny", num_updates=20, checkpoint_every=1, threads=1, progress=False)
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == good
     assert load_model(tmp_path / "run").meta["updates"] == 10
+    # diverging at its first update, a run has no checkpoint to claim (before: "the last good checkpoint is kept")
+    with pytest.raises(FastBFMError, match=r"diverged at update 1: .*; no checkpoint was written \(the first is due at update 5\)"):
+        pretrain(maze_dataset_dir, tmp_path / "fresh", "tiny", num_updates=20, checkpoint_every=5, threads=1, progress=False)
+    assert not (tmp_path / "fresh" / "model.safetensors").exists()

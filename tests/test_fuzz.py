@@ -192,6 +192,7 @@ def bases(tmp_path_factory, cli):
     return {"data": data, "run": run, "grid": grid, "results": results, "root": root}
 
 
+MAZE_MODEL = "maze-fb"
 GRID_ARGS = ["--model", "maze-fb", "--task", MAZE, "--method", "zero-shot", "--seeds", 1, "--episodes", 1, "--eval-episodes", 1, "-q"]
 
 MODEL_FIELDS = [
@@ -211,7 +212,7 @@ MANIFEST_FIELDS = [
     (("format_version",), "version"), (("complete",), "bool"), (("config",), "dict"), (("config", "episodes"), "pos"),
     (("config", "num_envs"), "pos"), (("config", "seed"), "int"), (("config", "domain"), "str"), (("episodes",), "pos"),
     (("transitions",), "int"), (("arrays",), "dict"), (("arrays", "physics"), "dict"), (("arrays", "observation", "dim"), "pos"),
-    (("arrays", "action", "dtype"), "str"), (("files",), "dict"), (("files",), "required"),
+    (("arrays", "action", "dtype"), "str"), (("files",), "dict"), (("files",), "required"), (("digest",), "hex"),
 ]
 CELL_FIELDS = [
     (("format_version",), "version"), (("cell",), "dict"), (("cell", "seed"), "int"), (("cell", "model"), "str"), (("cell", "method"), "str"),
@@ -224,8 +225,10 @@ RESULTS_FIELDS = [
     (("results",), "list"), (("results",), "required"), (("results", 0), "dict"), (("results", 0, "task"), "str"),
     (("results", 0, "zero_shot"), "float"), (("results", 0, "final"), "float"), (("results", 0, "episodes"), "list"),
     (("results", 0, "curves"), "list"), (("results", 0, "curves", 0), "list"), (("results", 0, "curves", 0, 0), "float"),
-    (("results", 0, "seeds"), "opt_list"), (("results", 0, "seeds", 0), "int"),
+    (("results", 0, "seeds"), "opt_list"), (("results", 0, "seeds", 0), "int"), (("results", 0, "latents"), "opt_list"),
+    (("results", 0, "z"), "opt_list"),
 ]
+MODELS_FIELDS = [((MAZE_MODEL,), "hex"), ((MAZE_MODEL,), "opt_str")]
 
 
 def _fresh(base: Path, tmp: Path) -> Path:
@@ -264,6 +267,75 @@ def _grid_file(cli, bases, case):
     _corrupt_json(path, CELL_FIELDS if which == "cell" else BUDGET_FIELDS, mutations, raw)
     argv = ["grid", "--out", grid, *GRID_ARGS]
     assert_refused(cli.run(argv, bases["root"]), argv, path.read_text(errors="replace")[:400])
+
+
+def _grid_models(cli, bases, case):
+    grid = _fresh(bases["grid"], bases["root"] / "cases")
+    _corrupt_json(grid / "models.json", MODELS_FIELDS, *case)
+    argv = ["grid", "--out", grid, *GRID_ARGS]
+    assert_refused(cli.run(argv, bases["root"]), argv, (grid / "models.json").read_text(errors="replace")[:400])
+
+
+# A user reward's return value or behaviour: never a finite real number.
+REWARD_BODIES = st.one_of(
+    st.text(max_size=6).map(lambda t: f"return {t!r}"),
+    st.sampled_from(["return None", "return float('nan')", "return -float('inf')", "return [0.5]", "return (1.0,)", "return {'r': 1}",
+                     "return 1j", "return b'1'", "return np.ones(2)", "return np.array([[0.5]])", "return np.float64('nan')",
+                     "raise KeyError('torso')", "raise SystemExit(0)", "raise SystemExit(None)", "sys.exit('bye')",
+                     "raise ArithmeticError", "return object()", "return np.array('0.5')"]),
+)
+
+
+def _user_reward(cli, bases, case):
+    folder = bases["root"] / "cases" / "rewards"
+    folder.mkdir(parents=True, exist_ok=True)
+    module = f"fuzz_reward_{abs(hash(case)) % 10**9}"
+    (folder / f"{module}.py").write_text(f"import sys\nimport numpy as np\n\ndef r(physics):\n    {case}\n")
+    argv = ["eval", "--model", "maze-fb", "--task", f"point_mass_maze:{module}:r", "--data", bases["data"], "--samples", 50, "--episodes", 1]
+    assert_refused(cli.run(argv, folder), argv, case)
+
+
+# An adaptation option with a valid value, given to a method that does not read it.
+OPTION_VALUES = {"--candidates": "4", "--horizon": "10", "--sigma": "0.2", "--lr": "0.05", "--score": "return", "--no-safe": None,
+                 "--confidence": "0.9", "--safe-starts": "3", "--safe-duels": "2", "--state-latent": None, "--warm-start": None}
+
+
+@st.composite
+def misplaced_option(draw):
+    from fastbfm.adapt import methods as registry
+
+    method = draw(st.sampled_from(list(registry.METHODS)))
+    takes = {registry.OPTION_NAMES[n] for n in registry.get_method(method).options}
+    foreign = sorted(set(OPTION_VALUES) - takes - ({"--no-safe"} if "--no-safe" in takes else set()))
+    assume(foreign)
+    chosen = draw(st.lists(st.sampled_from(foreign), min_size=1, max_size=2, unique=True))
+    extra = draw(st.lists(st.sampled_from(sorted(takes - {"--no-safe"})), max_size=2, unique=True)) if takes - {"--no-safe"} else []
+    return method, [x for o in (*chosen, *extra) for x in ((o,) if OPTION_VALUES[o] is None else (o, OPTION_VALUES[o]))]
+
+
+def _adapt_options(cli, bases, case):
+    method, options = case
+    argv = ["adapt", "--model", "maze-fb", "--task", MAZE, "--method", method, *options, "--episodes", 1, "--seeds", 1, "--data", bases["data"]]
+    reply = cli.run(argv, bases["root"])
+    assert_refused(reply, argv, f"{method} {options}")
+    assert reply["code"] == 2, reply["stderr"]
+
+
+# The GPU job's numeric options, out of bounds.
+JOB_BOUNDS = st.sampled_from(["--num-envs", "--eval-episodes", "--threads", "--seed", "--max-updates", "--checkpoint-every",
+                              "--collect-episodes", "--total-minutes", "--train-minutes", "--collect-minutes"])
+JOB_VALUES = st.one_of(st.sampled_from(["0", "-1", "nan", "inf", "-inf", "1e30", "99999999999"]), st.integers(max_value=-1).map(str))
+
+
+def _gpu_job(cli, bases, case):
+    option, value = case
+    out = bases["root"] / "cases" / "job-out"
+    shutil.rmtree(out, ignore_errors=True)
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "gpu_job.py"), "--out", str(out), option, value], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    reply = {"code": proc.returncode, "stderr": proc.stderr, "crash": proc.stderr if "Traceback" in proc.stderr else None}
+    assert_refused(reply, [option, value], "gpu job")
+    assert not out.exists()
 
 
 def _run_results(cli, bases, case):
@@ -401,6 +473,10 @@ TARGETS = {
     "manifest": (_manifest, _case(MANIFEST_FIELDS)),
     "grid_cell_or_budget": (_grid_file, st.one_of(st.tuples(st.just("cell"), _case(CELL_FIELDS)), st.tuples(st.just("budget"), _case(BUDGET_FIELDS)))),
     "run_results": (_run_results, _case(RESULTS_FIELDS)),
+    "grid_models": (_grid_models, _case(MODELS_FIELDS)),
+    "user_reward": (_user_reward, REWARD_BODIES),
+    "adapt_options": (_adapt_options, misplaced_option()),
+    "gpu_job_options": (_gpu_job, st.tuples(JOB_BOUNDS, JOB_VALUES)),
     "episode": (_episode, EPISODE_CASE),
     "grid_table": (_grid_table, CSV_CASE),
 }

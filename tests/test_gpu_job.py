@@ -117,3 +117,36 @@ def test_the_job_rehearsed_on_the_cpu_brings_back_a_model_that_fastbfm_eval_load
                                 "--goal", "0.15,0.15,0,0", "--episodes", "2", "--json", "-q"], capture_output=True, text=True, timeout=600)
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["results"][0]["task"] == MAZE
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [(["--num-envs", "0"], ["--num-envs", "from 1"]), (["--eval-episodes", "-1"], ["--eval-episodes"]), (["--total-minutes", "nan"], ["--total-minutes"]),
+     (["--train-minutes", "0"], ["--train-minutes"]), (["--skip", "bench,lunch"], ["--skip", "lunch"]), (["--data", "no/such/folder"], ["--data", "no such"]),
+     (["--out", "{file}"], ["is a file"]), (["--work", "{file}"], ["is a file"])],
+)  # fmt: skip
+def test_bad_job_options_are_one_line_before_anything_runs(tmp_path, args, words):
+    """Before: --num-envs 0 divided by zero after collecting, and an --out that is a file ran the job."""
+    import gpu_job
+
+    (tmp_path / "a_file").write_text("x")
+    args = [a.replace("{file}", str(tmp_path / "a_file")) for a in args]
+    out = [] if "--out" in args else ["--out", str(tmp_path / "OUT")]
+    proc = subprocess.run([sys.executable, str(ROOT / "jobs" / "gpu_job.py"), *out, *args], capture_output=True, text=True, timeout=60)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+    assert not (tmp_path / "OUT").exists()
+    assert gpu_job.BOUNDS  # the bounds live in one table
+
+
+def test_a_job_with_no_time_to_train_fails(tmp_path, maze_dataset_dir):
+    """Before: with no time left for training the job skipped it and exited 0."""
+    out = tmp_path / "OUT"
+    cmd = [sys.executable, str(ROOT / "jobs" / "gpu_job.py"), "--device", "cpu", "--domain", "point_mass_maze", "--data", str(maze_dataset_dir),
+           "--total-minutes", "0.1", "--skip", "bench,tests", "--out", "OUT", "--work", "work"]  # fmt: skip
+    job = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)  # relative paths, from another folder
+    assert job.returncode == 1, job.stdout + job.stderr
+    record = json.loads((out / "job.json").read_text())
+    assert not record["ok"] and any(s.get("step") == "pretrain" and "skipped" in s for s in record["steps"])
+    assert record["args"]["out"] == str(out.resolve())

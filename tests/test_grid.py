@@ -152,3 +152,30 @@ def test_lockstep_seeds_write_the_cells_their_lone_runs_write(tmp_path):
         assert together["curves"][0] == pytest.approx(alone["curves"][0], rel=1e-4)
         assert together["z"][0] == pytest.approx(alone["z"][0], rel=1e-4, abs=1e-5)
     assert (tmp_path / "together" / "episodes.csv").read_text().count("\n") == 1 + 2 * 2 * 2
+
+
+def test_a_grid_resumes_only_with_the_models_it_was_run_with(tmp_path):
+    """Before: a grid folder whose model path now held another model resumed with exit 0, mixing both."""
+    import shutil
+
+    import torch
+
+    from fastbfm.bfm.checkpoint import save_model
+    from fastbfm.bfm.fb import FBModel, FBModelConfig
+
+    def write_model(seed):
+        torch.manual_seed(seed)
+        return save_model(FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=8, hidden_dim=16, backward_hidden_dim=16)), tmp_path / "model")
+
+    model = write_model(0)
+    args = dict(models=[str(model)], tasks=["point_mass_maze:reach_top_left"], methods=["zero-shot"], seeds=[0], episodes=1,
+                eval_episodes=1, workers=1, progress=False)  # fmt: skip
+    run_grid(tmp_path / "g", **args)
+    kept = json.loads((tmp_path / "g" / "models.json").read_text())
+    assert kept == {str(model): json.loads((model / "config.json").read_text())["sha256"]["model.safetensors"]}
+    results = (tmp_path / "g" / "results.json").read_text()
+    shutil.rmtree(model)
+    write_model(1)
+    with pytest.raises(FastBFMError, match=rf"holds cells of another model named {model} \(weights {kept[str(model)][:16]}"):
+        run_grid(tmp_path / "g", **args)
+    assert (tmp_path / "g" / "results.json").read_text() == results

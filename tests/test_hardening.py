@@ -450,6 +450,51 @@ def test_two_adapt_runs_into_one_folder(tmp_path, small_dataset, monkeypatch, ca
     _second_writer_is_refused(first, second, lambda: out.is_dir(), monkeypatch, capsys)
 
 
+def _lock_is_held(folder: Path) -> bool:
+    """Whether another process holds ``folder``'s lock (probed without taking it for long)."""
+    import fcntl
+
+    lock = folder / ".fastbfm.lock"
+    if not lock.exists():
+        return False
+    with open(lock) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def test_a_report_or_a_render_into_a_folder_being_written_is_refused(tmp_path, small_dataset, monkeypatch, capsys):
+    """Before: a second report (or a render) wrote videos and report.html beside the first."""
+    run = tmp_path / "run"
+    code, err = run_cli(["adapt", "--model", "maze-fb", "--task", MAZE, "--method", "lola", "--no-safe", "--episodes", 2, "--seeds", 1,
+                         "--data", small_dataset, "--eval-episodes", 1, "--out", run, "-q"], monkeypatch, capsys)  # fmt: skip
+    assert code == 0, err
+    slow_report = ["report", run, "--videos", "--data", small_dataset, "--steps", 1000, "--every", 1, "-q"]
+    _second_writer_is_refused(slow_report, ["report", run, "-q"], lambda: _lock_is_held(run), monkeypatch, capsys)
+    _second_writer_is_refused(slow_report, ["render", "--z-from", run, "--out", run / "x.gif", "--steps", 2, "-q"], lambda: _lock_is_held(run),
+                              monkeypatch, capsys)  # fmt: skip
+    assert not (run / "x.gif").exists()
+
+
+@pytest.mark.parametrize(
+    "latents, words",
+    [([["x", [0.5, 0.5], None, [0.5]]], ["corrupt results", "latents"]),
+     ([[[0.5, 0.5]] * 3], ["latents number 3 for 4 budgets"]),
+     ([[[0.5, 0.5]] * 4], ["episode 0 latent", "has 2 values, the model's latents 50"])],
+)  # fmt: skip
+def test_evolution_latents_of_the_wrong_type_or_size_are_one_line(tmp_path, monkeypatch, capsys, latents, words):
+    """Before: `render --evolution` did not read them through the schema and ended in a traceback."""
+    result = {"task": MAZE, "method": "lola", "seeds": [0], "zero_shot": 1.0, "final": 2.0, "episodes": [0, 5, 10, 20],
+              "curves": [[1.0, 2.0, 2.0, 2.0]], "z": [[0.1] * 50], "latents": latents}  # fmt: skip
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps({"model": "maze-fb", "results": [result]}))
+    code, err = run_cli(["render", "--z-from", tmp_path / "run", "--evolution", "--out", tmp_path / "x.gif", "--steps", 2, "-q"], monkeypatch, capsys)
+    assert_one_line_error(code, err, *words)
+
+
 def test_a_latent_of_the_wrong_size_in_results_is_one_line(tmp_path, monkeypatch, capsys):
     """Before: a RuntimeError traceback from the policy's matrix product."""
     result = {"task": MAZE, "method": "lola", "seeds": [0], "zero_shot": 1.0, "final": 2.0, "episodes": [0, 1], "curves": [[1.0, 2.0]],

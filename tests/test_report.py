@@ -12,8 +12,8 @@ from PIL import Image
 
 from fastbfm.cli import main
 from fastbfm.errors import FastBFMError
-from fastbfm.report.html import write_report
-from fastbfm.report.run import adapted_latent, curve_rows, load_run, write_run
+from fastbfm.report.html import find_videos, write_report
+from fastbfm.report.run import adapted_latent, curve_rows, load_run, video_name, write_run
 from fastbfm.report.video import render_latents, write_video
 
 TASK = "point_mass_maze:reach_top_left"
@@ -100,7 +100,8 @@ def test_report_tables_hold_the_results_and_every_image_is_embedded(tmp_path, gr
     write_run(run, grid_payload)
     (run / "videos").mkdir()
     frames = [np.full((20, 30, 3), 40 * i, dtype=np.uint8) for i in range(3)]
-    write_video(frames, run / "videos" / "before_after.gif", fps=5)
+    video = run / "videos" / video_name(grid_payload["results"][0])
+    write_video(frames, video, fps=5)
     page = parse(write_report(run))
 
     summary = page.tables["summary"]
@@ -120,7 +121,23 @@ def test_report_tables_hold_the_results_and_every_image_is_embedded(tmp_path, gr
     png = [s for s in page.sources if s.startswith("data:image/png;base64,")]
     gif = [s for s in page.sources if s.startswith("data:image/gif;base64,")]
     assert len(png) == 1 and base64.b64decode(png[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(gif) == 1 and base64.b64decode(gif[0].split(",", 1)[1]) == (run / "videos" / "before_after.gif").read_bytes()
+    assert len(gif) == 1 and base64.b64decode(gif[0].split(",", 1)[1]) == video.read_bytes()
+
+
+def test_a_regenerated_report_embeds_no_video_of_a_result_the_folder_no_longer_holds(tmp_path, grid_payload):
+    """Before: videos of methods dropped from results.json were still embedded."""
+    run = tmp_path / "run"
+    write_run(run, grid_payload)
+    frames = [np.full((20, 30, 3), 40 * i, dtype=np.uint8) for i in range(3)]
+    for result in grid_payload["results"][:2]:  # lola and cmaes on TASK
+        write_video(frames, run / "videos" / video_name(result), fps=5)
+        write_video(frames, run / "videos" / video_name(result, "-evolution.gif"), fps=5)
+    write_video(frames, run / "mine.gif", fps=5)  # placed by the user beside results.json: kept
+    write_run(run, {**grid_payload, "results": [r for r in grid_payload["results"] if r["method"] != "cmaes"]})
+    page = parse(write_report(run))
+    gifs = [s for s in page.sources if s.startswith("data:image/gif;base64,")]
+    assert len(gifs) == 3  # lola's two and the user's, not cmaes's
+    assert all("cmaes" not in p.name for p in find_videos(run, load_run(run)["results"]))
 
 
 def test_report_of_demo_shaped_results_without_latents_or_videos(tmp_path, grid_payload):

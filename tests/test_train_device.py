@@ -239,3 +239,39 @@ def test_resume_keeps_the_moments_but_runs_the_optimiser_this_device_way(maze_da
     pretrain(maze_dataset_dir, tmp_path / "run", "tiny", num_updates=10, **run)
     state = read_json(tmp_path / "run" / "trainer.json")
     assert all(g["fused"] is True for groups in state["optimizers"].values() for g in groups["param_groups"])
+
+
+def test_a_run_resumes_only_on_the_data_it_was_trained_on(tmp_path, tiny_preset):
+    """Before: the dataset at the same path replaced by another collection of the same size resumed with exit 0."""
+    import shutil
+
+    from fastbfm.data.collect import CollectConfig, collect
+
+    data = tmp_path / "data"
+    collect(CollectConfig(episodes=20, num_envs=10, seed=1), data, progress=False)
+    run = dict(checkpoint_every=10, threads=1, progress=False, device="cpu")
+    pretrain(data, tmp_path / "run", "tiny", num_updates=10, **run)
+    recorded = read_json(tmp_path / "run" / "trainer.json")["run"]["dataset_digest"]
+    assert recorded == read_json(data / "manifest.json")["digest"]
+    shutil.rmtree(data)
+    collect(CollectConfig(episodes=20, num_envs=10, seed=2), data, progress=False)  # same path, same size, other data
+    before = (tmp_path / "run" / "trainer.json").read_text()
+    with pytest.raises(FastBFMError, match=rf"trained on other data.*{recorded[:16]}\.\.\. then"):
+        pretrain(data, tmp_path / "run", "tiny", num_updates=20, **run)
+    assert (tmp_path / "run" / "trainer.json").read_text() == before
+    shutil.rmtree(data)
+    collect(CollectConfig(episodes=20, num_envs=10, seed=1), data, progress=False)  # the same data again: resumes
+    pretrain(data, tmp_path / "run", "tiny", num_updates=20, **run)
+    assert read_json(tmp_path / "run" / "trainer.json")["step"] == 20
+
+
+def test_a_manifest_whose_digest_disagrees_with_its_files_is_refused(tmp_path):
+    from fastbfm.data.collect import CollectConfig, collect
+    from fastbfm.data.dataset import load_dataset
+
+    collect(CollectConfig(episodes=20, num_envs=10, seed=1), tmp_path, progress=False)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["digest"] = "0" * 64
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(FastBFMError, match="digest does not match"):
+        load_dataset(tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -16,6 +17,7 @@ from fastbfm import schemas as lim
 from fastbfm.adapt import methods as registry
 from fastbfm.adapt.lola import LoLAConfig
 from fastbfm.adapt.safe import SafeConfig
+from fastbfm.envs.user_reward import DEFAULT_TIMEOUT_S, set_reward_timeout
 from fastbfm.errors import FastBFMError
 from fastbfm.locks import folder_lock
 
@@ -25,6 +27,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Behavioral foundation models: collect reward-free data, pretrain, prompt zero-shot, fast-adapt.",
 )
+
+@app.callback()
+def _global_options(
+    reward_timeout: float = typer.Option(
+        DEFAULT_TIMEOUT_S, min=0.0, max=1e6, envvar="FASTBFM_REWARD_TIMEOUT",
+        help="Seconds a user reward may take per call (0: no limit).",
+    ),
+):  # fmt: skip
+    set_reward_timeout(reward_timeout)
+    os.environ["FASTBFM_REWARD_TIMEOUT"] = str(reward_timeout)  # for worker processes (grid)
+
 
 RESIM_OPT = typer.Option(
     False, "--resimulate", help="Re-simulate --data's stored physics on this MuJoCo (for real ExORL folders, recorded by an older one)."
@@ -84,6 +97,10 @@ def collect(
     segment_length: Optional[int] = typer.Option(None, min=1, max=lim.MAX_SEGMENT, help="Steps per episode (default: the domain's recipe)."),
     num_envs: int = typer.Option(50, min=1, max=lim.MAX_NUM_ENVS, help="Simulations stepped together."),
     seed: int = typer.Option(0, min=0, max=lim.MAX_SEED, help="Seed of the explorer."),
+    explorer: str = typer.Option(
+        "archive", help="archive: random actions restarted from rare states (the domain's recipe); rnd: DDPG rewarded by random "
+        "network distillation, full episodes (docs/datasets.md)."
+    ),
     as_json: bool = JSON_OPT,
     quiet: bool = QUIET_OPT,
 ):
@@ -100,7 +117,7 @@ def collect(
     from fastbfm.envs import get_domain
 
     get_domain(domain)
-    overrides = {"num_envs": num_envs, "seed": seed}
+    overrides = {"num_envs": num_envs, "seed": seed, "explorer": explorer}
     if episodes is not None:
         overrides["episodes"] = episodes
     if segment_length is not None:
@@ -299,7 +316,7 @@ def adapt(
     entry = registry.get_method(method)
     tasks = _tasks(task)
     bfm = _load(model, tasks, discount, needs_discount=True, device=device)
-    config = entry.build(registry.MethodOptions(
+    config = entry.configure(registry.MethodOptions(
         episodes=episodes, eval_episodes=eval_episodes, eval_every=eval_every, candidates=candidates, horizon=horizon, sigma=sigma, lr=lr, score=score,
         state_latent=state_latent, warm_start=warm_start, safe=safe, confidence=confidence, safe_starts=safe_starts, safe_duels=safe_duels,
     ))
@@ -463,6 +480,18 @@ def models(as_json: bool = JSON_OPT):
 
 
 @app.command()
+def sign(
+    folder: Path = typer.Argument(..., help="A fastbfm checkpoint folder (config.json + model.safetensors)."),
+    as_json: bool = JSON_OPT,
+):
+    """Record the checksum of a checkpoint's weights that you vouch for (a checkpoint without one is refused)."""
+    from fastbfm.bfm.checkpoint import sign_model
+
+    digest = sign_model(folder)
+    _emit({"folder": str(folder), "sha256": digest}, as_json, f"signed {folder}: model.safetensors sha256 {digest}")
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Folder for the curves PNG and results JSON."),
     episodes: int = typer.Option(20, min=1, max=lim.MAX_EPISODES, help="LoLA budget in episodes."),
@@ -518,14 +547,23 @@ def render(
 
     Each panel is labelled with its latent and the return so far; all panels start from the same state.
     """
-    from fastbfm.envs import get_task
-    from fastbfm.report.run import load_run, pick_result
-    from fastbfm.data import ensure_dataset
-    from fastbfm.report.video import FORMATS, before_after, render_latents, write_video, zero_shot_latent
-    from fastbfm.report.video import evolution as evolution_latents
+    from fastbfm.report.video import FORMATS
 
     if out.suffix.lower() not in FORMATS:
         raise FastBFMError(f"--out must end in .gif or .mp4, got '{out.name}'")
+    with folder_lock(out.parent, "render"):
+        _render(out, model, z_from, task, method, adapted_seed, evolution, at, seed, steps, every, fps, width, height, camera, data,
+                resimulate, device, as_json, quiet)  # fmt: skip
+
+
+def _render(out, model, z_from, task, method, adapted_seed, evolution, at, seed, steps, every, fps, width, height, camera, data,
+            resimulate, device, as_json, quiet) -> None:  # fmt: skip
+    from fastbfm.data import ensure_dataset
+    from fastbfm.envs import get_task
+    from fastbfm.report.run import load_run, pick_result
+    from fastbfm.report.video import before_after, render_latents, write_video, zero_shot_latent
+    from fastbfm.report.video import evolution as evolution_latents
+
     if z_from == "zero-shot":
         if model is None or task is None:
             raise FastBFMError("--z-from zero-shot needs --model and --task")
@@ -583,15 +621,22 @@ def report(
 
     Images and videos are embedded as base64 data URIs, so the page stands alone. Videos already in RUN_DIR or RUN_DIR/videos (.gif, .mp4) are included; --videos renders them.
     """
-    from fastbfm.envs import get_task
-    from fastbfm.report.html import find_videos, write_report
-    from fastbfm.report.run import VIDEOS, has_latents, load_run, result_method, results_path
-    from fastbfm.data import ensure_dataset
-    from fastbfm.report.video import EVOLUTION_AT, before_after, evolution, render_latents, video_name, write_video
+    from fastbfm.report.run import results_path
 
     if video_format not in ("gif", "mp4"):
         raise FastBFMError(f"--video-format is gif or mp4, got '{video_format}'")
     source = results_path(run_dir)
+    with folder_lock(source.parent, "report"):
+        _report(source, videos, out, model, video_format, adapted_seed, seed, steps, every, fps, width, height, camera, data, as_json, quiet)
+
+
+def _report(source, videos, out, model, video_format, adapted_seed, seed, steps, every, fps, width, height, camera, data, as_json, quiet) -> None:
+    from fastbfm.envs import get_task
+    from fastbfm.report.html import find_videos, write_report
+    from fastbfm.report.run import VIDEOS, has_latents, load_run, result_method
+    from fastbfm.data import ensure_dataset
+    from fastbfm.report.video import EVOLUTION_AT, before_after, evolution, render_latents, video_name, write_video
+
     run = load_run(source)
     notes, skipped = {}, []
     if videos:
@@ -615,7 +660,7 @@ def report(
                 notes[path.name] = (f"{r['task']}, the deployed policy during adaptation: "
                                     + ", ".join(f"{k} return {v:.1f}" for k, v in returns.items()) + f" (start state of seed {seed})")
     html_path = write_report(source, out, notes)
-    embedded = [str(v) for v in find_videos(source.parent)]
+    embedded = [str(v) for v in find_videos(source.parent, run["results"])]
     payload = {"report": str(html_path), "bytes": html_path.stat().st_size, "results": len(run["results"]), "videos": embedded,
                "no_video": skipped}
     text = f"{html_path} ({html_path.stat().st_size / 1e6:.1f} MB, {len(run['results'])} results, {len(embedded)} videos)"
@@ -717,7 +762,7 @@ def main() -> None:
         code = app(standalone_mode=False)
     except FastBFMError as e:
         typer.echo(f"error: {e}", err=True)
-        sys.exit(1)
+        sys.exit(2 if isinstance(e, registry.OptionError) else 1)
     except TyperException as e:
         # usage errors (unknown option or command, value out of range) on one line, not a framed box
         message = e.format_message().strip()

@@ -28,18 +28,30 @@ Schema = Callable[[Any, Path], Any]
 """Checks the data read from a file: ``schema(data, path)`` returns the data or raises FastBFMError."""
 
 
+def write_failed(path: str | Path, error: BaseException) -> FastBFMError:
+    """A failed write (a full disk, a read-only folder, a path under a file) as one line naming ``path``."""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip().splitlines()[0] if str(error) else type(error).__name__
+    return FastBFMError(f"cannot write {path}: {reason}")
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` fills a temporary file beside ``path``, which then replaces ``path`` in one rename."""
+    """``write(tmp)`` fills a temporary file beside ``path``, which then replaces ``path`` in one rename.
+    A failure leaves ``path`` as it was and raises one line naming it."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    except OSError as e:
+        raise write_failed(path, e) from e
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, (OSError, SafetensorError)):
+            raise write_failed(path, e) from e
         raise
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastbfm.bfm.checkpoint import MODEL_CONFIG, read_json
+from fastbfm.bfm.checkpoint import MODEL_CONFIG, MODEL_WEIGHTS, read_json
 from fastbfm.bfm.checkpoint import load_model as load_checkpoint
 from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.registry import domain_for_dims
 from fastbfm.errors import FastBFMError
 from fastbfm.interop.metamotivo import load_metamotivo, looks_like_metamotivo
 from fastbfm.interop.metamotivo.loader import find_checkpoint
+from fastbfm.io import sha256_file
 from fastbfm.schemas import ModelConfigFile
 from fastbfm.zoo import resolve_model
 
@@ -43,6 +44,21 @@ def load_model(source: str | Path, discount: float | None = None) -> BFM:
     if model.discount is None:
         model.discount = discount
     return model
+
+
+def model_digest(source: str | Path) -> str:
+    """What the model at ``source`` is, in one SHA-256: of its weights (a fastbfm checkpoint's recorded
+    checksum; a Meta Motivo folder's weights file hashed). Folders that record results of a model keep it,
+    so that another model at the same path is not mixed with the first."""
+    folder = resolve_model(source)
+    if model_format(folder) == "metamotivo":
+        weights, _, _ = find_checkpoint(folder)
+        return sha256_file(weights)
+    config = read_json(folder / MODEL_CONFIG, ModelConfigFile)
+    digest = config.get("sha256", {}).get(MODEL_WEIGHTS)
+    if digest is None:
+        raise FastBFMError(f"{folder / MODEL_CONFIG} records no checksum of {MODEL_WEIGHTS}; if you vouch for them, `fastbfm sign {folder}` records it")
+    return digest
 
 
 def model_domain(source: str | Path) -> str | None:

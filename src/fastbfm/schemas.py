@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from fastbfm.errors import FastBFMError
 
@@ -202,6 +202,7 @@ class ManifestFile(_Open):
     transitions: Optional[Count] = None
     arrays: Optional[Arrays] = None
     files: Optional[dict[Annotated[str, Field(pattern=r"^[^/\\]+\.npz$", max_length=255)], EpisodeEntry]] = None
+    digest: Optional[Sha256] = None
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -232,6 +233,9 @@ class Result(_Open):
     curves: Annotated[list[Curve], Field(min_length=1, max_length=10**4)]
     z: Optional[list[Optional[Annotated[list[Finite], Field(min_length=1, max_length=MAX_LATENT)]]]] = None
     z_zero_shot: Optional[Annotated[list[Finite], Field(min_length=1, max_length=MAX_LATENT)]] = None
+    latents: Optional[list[Optional[list[Optional[Annotated[list[Finite], Field(min_length=1, max_length=MAX_LATENT)]]]]]] = None
+    """Per seed, the latent deployed at each point of the curve (None where the policy is not one latent,
+    or for a seed that recorded none)."""
 
     @model_validator(mode="after")
     def _shapes(self):
@@ -242,6 +246,11 @@ class Result(_Open):
             raise ValueError(f"{len(self.seeds)} seeds for {len(self.curves)} curves")
         if self.z is not None and len(self.z) != len(self.curves):
             raise ValueError(f"{len(self.z)} latents for {len(self.curves)} curves")
+        if self.latents is not None:
+            if len(self.latents) != len(self.curves):
+                raise ValueError(f"latents for {len(self.latents)} seeds, {len(self.curves)} curves")
+            if bad := [len(per_seed) for per_seed in self.latents if per_seed is not None and len(per_seed) != len(self.episodes)]:
+                raise ValueError(f"a seed's latents number {bad[0]} for {len(self.episodes)} budgets")
         return self
 
 
@@ -275,6 +284,10 @@ class GridBudgetFile(_Strict):
     eval_episodes: _int(1, MAX_EVAL_EPISODES)
     eval_every: NonNegative
     discount: Optional[Annotated[float, Field(gt=0, lt=1)]] = None
+
+
+class GridModelsFile(RootModel[dict[Annotated[str, Field(min_length=1, max_length=4096)], Sha256]]):
+    """models.json of a grid folder: per model name, the SHA-256 of its weights."""
 
 
 def _blank_is_none(value: Any) -> Any:

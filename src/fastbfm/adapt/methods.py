@@ -85,9 +85,38 @@ class Method:
     starts_at_zero_shot: bool = True
     """Whether its curve starts at the zero-shot latent (else at a prior draw): reports read the
     zero-shot reference from such curves."""
+    options: frozenset[str] | None = None
+    """The fields of :class:`MethodOptions` beyond the budget that ``build`` reads; setting another is an
+    error (None: any, for methods registered before options were declared)."""
 
     def labels_needed(self, config) -> bool:
         return self.needs_labels(config) if callable(self.needs_labels) else self.needs_labels
+
+    def configure(self, options: MethodOptions):
+        """``build(options)``, after refusing options this method does not read (they would be ignored)."""
+        if self.options is not None:
+            defaults = MethodOptions()
+            given = [name for name in OPTION_NAMES if getattr(options, name) != getattr(defaults, name)]
+            if ignored := [name for name in given if name not in self.options]:
+                takes = ", ".join(OPTION_NAMES[name] for name in OPTION_NAMES if name in self.options) or "only the budget options"
+                raise OptionError(f"{', '.join(OPTION_NAMES[n] for n in ignored)} does not apply to {self.name} (it takes {takes})")
+            if not options.safe and (ungated := [n for n in given if n in GATE_OPTIONS - {"safe"}]):
+                raise OptionError(f"{', '.join(OPTION_NAMES[n] for n in ungated)} does not apply to {self.name} with --no-safe (no safe gate)")
+        return self.build(options)
+
+
+class OptionError(FastBFMError):
+    """An option given to a method that does not read it: a usage error."""
+
+
+# The optional fields of MethodOptions, by their command-line spelling.
+OPTION_NAMES = {
+    "candidates": "--candidates", "horizon": "--horizon", "sigma": "--sigma", "lr": "--lr", "score": "--score", "safe": "--no-safe",
+    "confidence": "--confidence", "safe_starts": "--safe-starts", "safe_duels": "--safe-duels", "state_latent": "--state-latent",
+    "warm_start": "--warm-start",
+}  # fmt: skip
+GATE_OPTIONS = frozenset({"safe", "confidence", "safe_starts", "safe_duels"})
+LOOKAHEAD_OPTIONS = frozenset({"candidates", "horizon", "sigma", "lr", "score"})
 
 
 def _safe(o: MethodOptions) -> dict:
@@ -127,22 +156,27 @@ def _lola(reset_free: bool):
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method(DEFAULT_METHOD, "LoLA", LoLA, _lola(False), "LoLA: policy-gradient steps on the latent, scored by lookahead plus the critic"),
-        Method("lola-reset-free", "LoLA (reset-free)", LoLA, _lola(True), "LoLA whose lookaheads continue one episode"),
+        Method(DEFAULT_METHOD, "LoLA", LoLA, _lola(False), "LoLA: policy-gradient steps on the latent, scored by lookahead plus the critic",
+               options=LOOKAHEAD_OPTIONS | GATE_OPTIONS),
+        Method("lola-reset-free", "LoLA (reset-free)", LoLA, _lola(True), "LoLA whose lookaheads continue one episode",
+               options=LOOKAHEAD_OPTIONS | GATE_OPTIONS),
         Method("rela", "ReLA", ReLA, lambda o: ReLAConfig(**o.budget, latent="state" if o.state_latent else "global", **_safe(o)),
-               "ReLA: residual critics on top of the frozen one (--state-latent: a latent per state)"),
-        Method("finetune", "Fine-tuning", Finetune, lambda o: FinetuneConfig(**o.budget), "TD3 on copies of the networks"),
-        Method("cmaes", "CMA-ES", LatentSearch, _search("cmaes", False), "CMA-ES over the latent, one episode per candidate"),
-        Method("cmaes-lookahead", "CMA-ES + lookahead", LatentSearch, _search("cmaes", True), "CMA-ES on LoLA's lookahead scores"),
-        Method("cem", "CEM", LatentSearch, _search("cem", False), "the cross-entropy method over the latent"),
+               "ReLA: residual critics on top of the frozen one (--state-latent: a latent per state)", options=GATE_OPTIONS | {"state_latent"}),
+        Method("finetune", "Fine-tuning", Finetune, lambda o: FinetuneConfig(**o.budget), "TD3 on copies of the networks", options=frozenset()),
+        Method("cmaes", "CMA-ES", LatentSearch, _search("cmaes", False), "CMA-ES over the latent, one episode per candidate",
+               options=GATE_OPTIONS | {"candidates", "sigma"}),
+        Method("cmaes-lookahead", "CMA-ES + lookahead", LatentSearch, _search("cmaes", True), "CMA-ES on LoLA's lookahead scores",
+               options=GATE_OPTIONS | {"candidates", "sigma", "horizon"}),
+        Method("cem", "CEM", LatentSearch, _search("cem", False), "the cross-entropy method over the latent",
+               options=GATE_OPTIONS | {"candidates", "sigma"}),
         Method("race", "Race", Race, _race,
-               "fastbfm's successive halving over latents on lookahead scores (docs/adaptation.md)"),
+               "fastbfm's successive halving over latents on lookahead scores (docs/adaptation.md)", options=frozenset({"score", "safe", "confidence"})),
         Method("opti-ucb", "OpTI-UCB", OptimisticInference, lambda o: OptiConfig(rule="ucb", **o.budget, warm_start=o.warm_start),
                "optimistic task inference, upper confidence bound (label-free unless --warm-start)",
-               needs_labels=lambda c: c.warm_start, starts_at_zero_shot=False),
+               needs_labels=lambda c: c.warm_start, starts_at_zero_shot=False, options=frozenset({"warm_start"})),
         Method("opti-thompson", "OpTI-TS", OptimisticInference, lambda o: OptiConfig(rule="thompson", **o.budget, warm_start=o.warm_start),
                "optimistic task inference, Thompson sampling (label-free unless --warm-start)",
-               needs_labels=lambda c: c.warm_start, starts_at_zero_shot=False),
+               needs_labels=lambda c: c.warm_start, starts_at_zero_shot=False, options=frozenset({"warm_start"})),
     )
 }
 GATED = ("lola", "lola-reset-free", "rela", "cmaes", "cmaes-lookahead", "cem", "race")
@@ -150,6 +184,7 @@ GATED = ("lola", "lola-reset-free", "rela", "cmaes", "cmaes-lookahead", "cem", "
 (``fastbfm.adapt.safe``; the race tests its own final). ``<name>-unsafe`` is each with the gate off."""
 METHODS = {name: m for base in METHODS.values() for name, m in (
     ((base.name, base), (f"{base.name}-unsafe", replace(base, name=f"{base.name}-unsafe", build=_unsafe(base.build),
+                                                         options=base.options - GATE_OPTIONS,
                                                          label=base.label[:-1] + ", unsafe)" if base.label.endswith(")") else f"{base.label} (unsafe)",
                                                          summary=f"{base.name} without safe deployment")))
     if base.name in GATED else ((base.name, base),))}

@@ -89,18 +89,18 @@ class SafeGate(Adapter):
     # the schedule: the method's rounds until its next checkpoint, then a duel
     def _plan(self) -> None:
         self.dueling = False
-        if self.duels_done >= len(self.checkpoints):
-            return
         inner = self.inner
-        cost = inner.rollouts * inner.next_horizon()
-        if not inner.resume and (inner.done or self.inner_spent + cost > self.checkpoints[self.duels_done]):
-            self.dueling = True
-            self.challenger = inner.current_latent().detach().clone()
-            self.measure_deployed = self.deployed_returns is None
-            self.rollouts = self.config.starts * (2 if self.measure_deployed else 1)
-            self.horizon = self.T
-        else:
-            self.rollouts, self.horizon = inner.rollouts, inner.next_horizon()
+        if self.duels_done < len(self.checkpoints):
+            cost = inner.rollouts * inner.next_horizon()
+            if not inner.resume and (inner.done or self.inner_spent + cost > self.checkpoints[self.duels_done]):
+                self.dueling = True
+                self.challenger = inner.current_latent().detach().clone()
+                self.measure_deployed = self.deployed_returns is None
+                self.rollouts = self.config.starts * (2 if self.measure_deployed else 1)
+                self.horizon = self.T
+                return
+        # the method's own round (or, with no duel left, the round that would follow: the gate is done)
+        self.rollouts, self.horizon = inner.rollouts, inner.next_horizon()
 
     def next_horizon(self) -> int:
         return self.horizon

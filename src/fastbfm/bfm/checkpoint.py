@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from fastbfm.errors import FastBFMError
-from fastbfm.io import atomic_write, load_tensors, save_tensors, write_json
+from fastbfm.io import atomic_write, load_tensors, save_tensors, sha256_file, write_json
 from fastbfm.io import read_json as read_any_json
 from fastbfm.schemas import ModelConfigFile, validate
 
@@ -100,20 +100,25 @@ def save_model(model: nn.Module, folder: str | Path, meta: dict[str, Any] | None
 def load_model(folder: str | Path) -> nn.Module:
     """Rebuild a BFM from a fastbfm checkpoint folder's ``config.json`` and ``model.safetensors``, checking
     checksum and shapes. (Any model by name or format, Meta Motivo's included: :func:`fastbfm.models.load_model`.)"""
-    from fastbfm.bfm.algorithms import ALGORITHMS, build_model
-
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FastBFMError(f"checkpoint not found: {folder}")
-    config = read_json(folder / MODEL_CONFIG, ModelConfigFile)
+    config = _read_model_config(folder)
+    digest = config.get("sha256", {}).get(MODEL_WEIGHTS)
+    if digest is None:
+        raise FastBFMError(
+            f"{folder / MODEL_CONFIG} records no checksum of {MODEL_WEIGHTS}, so its weights cannot be checked; "
+            f"if you vouch for them, `fastbfm sign {folder}` records it"
+        )
+    return _model_from(folder, config, load_tensors(folder / MODEL_WEIGHTS, digest))
+
+
+def _model_from(folder: Path, config: dict, weights: dict[str, torch.Tensor]) -> nn.Module:
+    from fastbfm.bfm.algorithms import build_model
+
     algorithm = config["algorithm"]
-    if algorithm not in ALGORITHMS:
-        raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: unknown algorithm {algorithm!r}")
     try:
         model = build_model(algorithm, config["model"])
     except (TypeError, KeyError, FastBFMError) as e:
         raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: {e}") from e
-    weights = load_tensors(folder / MODEL_WEIGHTS, config.get("sha256", {}).get(MODEL_WEIGHTS))
     if config.get("weights", "float32") not in WEIGHT_DTYPES.values():
         raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: unknown weight storage {config['weights']!r}")
     weights = decompress_weights(weights)
@@ -126,6 +131,30 @@ def load_model(folder: str | Path) -> nn.Module:
     discount = model.meta.get("train", {}).get("discount") if isinstance(model.meta.get("train"), dict) else None
     model.discount = None if discount is None else float(discount)
     return model
+
+
+def _read_model_config(folder: Path) -> dict:
+    from fastbfm.bfm.algorithms import ALGORITHMS
+
+    if not folder.is_dir():
+        raise FastBFMError(f"checkpoint not found: {folder}")
+    config = read_json(folder / MODEL_CONFIG, ModelConfigFile)
+    if config["algorithm"] not in ALGORITHMS:
+        raise FastBFMError(f"corrupt checkpoint config {folder / MODEL_CONFIG}: unknown algorithm {config['algorithm']!r}")
+    return config
+
+
+def sign_model(folder: str | Path) -> str:
+    """Record the SHA-256 of a checkpoint's weights in its ``config.json``, for weights the user vouches
+    for (edited by hand, or written by a tool that records no checksum). The weights must still fit the
+    config; returns the digest."""
+    folder = Path(folder)
+    config = _read_model_config(folder)
+    weights = load_tensors(folder / MODEL_WEIGHTS)
+    _model_from(folder, config, weights)
+    digest = sha256_file(folder / MODEL_WEIGHTS)
+    write_json(folder / MODEL_CONFIG, {**config, "sha256": {**config.get("sha256", {}), MODEL_WEIGHTS: digest}})
+    return digest
 
 
 def optimizer_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

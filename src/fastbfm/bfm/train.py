@@ -85,6 +85,7 @@ def _run_options(algorithm, preset_name, seed, dataset_dir, dataset, model_confi
         "seed": seed,
         "dataset": str(Path(dataset_dir).resolve()),
         "dataset_transitions": len(dataset),
+        "dataset_digest": dataset.digest,
         "resimulate": resimulate,
         "log_every": log_every,
         "init_from": None if init_from is None else str(init_from),
@@ -321,6 +322,12 @@ def _pretrain_locked(
         if init_from is None and recorded.get("init_from") is not None:
             init_from = recorded["init_from"]
         run = _run_options(algorithm, preset_name, seed, dataset_dir, dataset, model_config, train_config, log_every, init_from, resimulate)
+        if recorded.get("dataset_digest") not in (None, run["dataset_digest"]):
+            raise FastBFMError(
+                f"{run_dir} was trained on other data than {dataset_dir} holds now (dataset digest "
+                f"{recorded['dataset_digest'][:16]}... then, {run['dataset_digest'][:16]}... now); "
+                "resume on the data it was trained on, or use a new folder"
+            )
         lr_changes, changes = _differences(recorded, run)
         if changes or (lr_changes and not allow_new_lr):
             hint = "" if changes else " (--allow-new-lr continues with the new learning rates)"
@@ -367,10 +374,11 @@ def _pretrain_locked(
         count, first_bad, means = sums.read()
         if first_bad:
             bad = [k for k, v in means.items() if not math.isfinite(v)]
-            raise FastBFMError(
-                f"training diverged at update {at - count + first_bad}: non-finite {', '.join(bad) or 'metrics'}; "
-                f"the last good checkpoint in {run_dir} is kept"
-            )
+            kept = (
+                f"the last good checkpoint in {run_dir} (update {read_json(run_dir / TRAINER_STATE)['step']}) is kept"
+                if (run_dir / TRAINER_STATE).is_file() else f"no checkpoint was written (the first is due at update {checkpoint_every})"
+            )  # fmt: skip
+            raise FastBFMError(f"training diverged at update {at - count + first_bad}: non-finite {', '.join(bad) or 'metrics'}; {kept}")
         return means
 
     bar = tqdm(total=train_config.num_updates, initial=step, desc=f"pretrain {algorithm}", unit="upd", disable=not progress)

@@ -12,8 +12,16 @@ from fastbfm.data.relabel import relabel
 from fastbfm.envs.registry import get_domain
 from fastbfm.errors import FastBFMError
 
+RND_TRANSITIONS = 1_000_000
+
+
 def default_collect_config(domain: str, **overrides) -> CollectConfig:
-    """The default exploration recipe of ``domain`` (its ``collect_recipe``), with ``overrides`` (fields of :class:`CollectConfig`)."""
+    """The default exploration recipe of ``domain`` (its ``collect_recipe``), with ``overrides`` (fields of
+    :class:`CollectConfig`). With ``explorer="rnd"``: full episodes, 1M transitions, the RND explorer's
+    defaults (the archive explorer's fields do not apply)."""
+    if overrides.get("explorer") == "rnd":
+        episodes = RND_TRANSITIONS // (overrides.get("segment_length") or get_domain(domain).episode_length)
+        return CollectConfig(domain=domain, **{"episodes": max(episodes, 1), **overrides})
     return CollectConfig(domain=domain, **{**get_domain(domain).collect_recipe, **overrides})
 
 

@@ -1,16 +1,17 @@
-"""Reward-free exploration data.
+"""Reward-free exploration data, from one of two explorers.
 
-The explorer is Go-Explore-like and domain-agnostic: an archive counts visits to cells of a coarse grid
+``rnd`` (:mod:`fastbfm.data.rnd`) learns to explore: DDPG rewarded by random network distillation.
+``archive``, the default, is Go-Explore-like and domain-agnostic: an archive counts visits to cells of a coarse grid
 over a few state features; most episodes restart from a stored state of a rarely visited cell
 (simulator state restore), the rest from the domain's own reset. Within an episode, actions are
 uniform random and held for a geometric number of steps, which travels much further than per-step
 noise. Episodes are written atomically as they finish and a manifest with their checksums last, so an
-interrupted collection resumes where it stopped.
+interrupted collection resumes where it stopped (the RND explorer also saves its networks after each round).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,16 @@ from tqdm.auto import tqdm
 
 from fastbfm.data.dataset import TMP_PREFIX, read_episode, write_episode
 from fastbfm.data.manifest import array_specs, check_episode, read_manifest, write_manifest
+from fastbfm.data.rnd import STATE_PREFIX, RNDConfig, RNDExplorer
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Domain, get_domain
 from fastbfm.errors import FastBFMError
 from fastbfm.io import sha256_file
 from fastbfm.locks import folder_lock
 from fastbfm.schemas import MAX_COLLECT_EPISODES, MAX_NUM_ENVS, MAX_ROUND_STEPS, MAX_SEGMENT, check_seed
+
+
+EXPLORERS = ("archive", "rnd")
 
 
 @dataclass(frozen=True)
@@ -51,8 +56,20 @@ class CollectConfig:
     segment_length: int | None = None
     """Steps per stored episode (default: the domain's episode length). Shorter segments return to rare
     cells more often: a walker that has just reached a rare standing state falls within ~100 steps."""
+    explorer: str = "archive"
+    """``archive`` (the fields above) or ``rnd`` (a learning explorer, settings in ``rnd``)."""
+    rnd: RNDConfig | None = None
+    """The RND explorer's settings (default ``RNDConfig()`` when ``explorer`` is ``rnd``)."""
 
     def __post_init__(self):
+        if self.explorer not in EXPLORERS:
+            raise FastBFMError(f"unknown explorer '{self.explorer}'; explorers: {', '.join(EXPLORERS)}")
+        if isinstance(self.rnd, dict):  # read back from a manifest
+            object.__setattr__(self, "rnd", RNDConfig(**self.rnd))
+        if self.explorer == "rnd" and self.rnd is None:
+            object.__setattr__(self, "rnd", RNDConfig())
+        if self.explorer != "rnd" and self.rnd is not None:
+            raise FastBFMError("rnd settings apply only to the rnd explorer")
         check_seed(self.seed)
         for name, value, top in (("episodes", self.episodes, MAX_COLLECT_EPISODES), ("num_envs", self.num_envs, MAX_NUM_ENVS),
                                  ("segment_length", self.segment_length or 1, MAX_SEGMENT)):
@@ -126,12 +143,25 @@ def _collect(domain: Domain, config: CollectConfig, out_dir: Path, progress: boo
         archive.add(exploration_features(domain, ep["observation"][::10]), ep["physics"][::10], archive_rng)
     env = BatchedEnv(domain, num_envs=config.num_envs)
     next_index = len(done)
-    bar = tqdm(total=config.episodes, initial=next_index, desc="collect", unit="ep", disable=not progress)
+    explorer = None
+    if config.explorer == "rnd":
+        explorer = RNDExplorer(domain, config.rnd, config.seed)
+        if done:
+            explorer.load(out_dir, len(done) // config.num_envs)
+            for i in range(0, len(done), config.num_envs):
+                explorer.add_episodes([read_episode(p) for p in done[i : i + config.num_envs]])
+    bar = tqdm(total=config.episodes, initial=next_index, desc=f"collect ({config.explorer})", unit="ep", disable=not progress)
     while next_index < config.episodes:
         # One generator per round keeps a resumed collection identical to an uninterrupted one.
         rng = np.random.default_rng([config.seed, next_index])
         n = min(config.num_envs, config.episodes - next_index)
-        for episode in _explore_round(domain, env, archive, rng, config)[:n]:
+        if explorer is None:
+            episodes = _explore_round(domain, env, archive, rng, config)
+        else:
+            episodes = _rnd_round(domain, env, explorer, rng, config, next_index // config.num_envs)
+            # saved before the round's episodes: a kill while they are written resumes from the state before
+            explorer.save(out_dir, next_index // config.num_envs + 1)
+        for episode in episodes[:n]:
             path = write_episode(out_dir, next_index, episode)
             specs = specs or array_specs(episode)
             entries[path.name] = {"rows": len(episode["observation"]), "sha256": sha256_file(path)}
@@ -145,12 +175,13 @@ def _collect(domain: Domain, config: CollectConfig, out_dir: Path, progress: boo
 
 def _resume_point(out_dir: Path, config: CollectConfig, manifest: dict | None) -> list[Path]:
     """The episodes a rerun keeps: whole rounds of this recipe (later files are redrawn identically)."""
-    for tmp in out_dir.glob(TMP_PREFIX + "*.tmp"):
+    for tmp in [*out_dir.glob(TMP_PREFIX + "*.tmp"), *out_dir.glob(STATE_PREFIX + "*.tmp")]:
         tmp.unlink()  # left by a write that was killed
     recipe = asdict(config)
     if manifest is not None:
         before = manifest.get("config") or {}
-        changed = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in recipe.items() if k != "episodes" and before.get(k) != v]
+        defaults = {f.name: f.default for f in fields(CollectConfig)}  # fields added since the manifest was written
+        changed = [f"{k} {before.get(k, defaults[k])!r} -> {v!r}" for k, v in recipe.items() if k != "episodes" and before.get(k, defaults[k]) != v]
         if changed:
             raise FastBFMError(f"{out_dir} was collected with another recipe ({', '.join(changed)}); rerun with its options or use a new folder")
     files = sorted(out_dir.glob("*.npz"))
@@ -171,6 +202,27 @@ def _resume_point(out_dir: Path, config: CollectConfig, manifest: dict | None) -
     for path in files[keep:]:
         path.unlink()
     return files[:keep]
+
+
+def _episodes(obs: np.ndarray, actions: np.ndarray, physics: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Time-major arrays of a round, (T + 1, n, ...), as n episodes in the ExORL layout."""
+    T1, n = obs.shape[:2]
+    return [
+        {
+            "observation": obs[:, i],
+            "action": actions[:, i],
+            "reward": np.zeros((T1, 1), np.float32),
+            "discount": np.ones((T1, 1), np.float32),
+            "physics": physics[:, i],
+        }
+        for i in range(n)
+    ]
+
+
+def _rnd_round(domain: Domain, env: BatchedEnv, explorer: RNDExplorer, rng: np.random.Generator, config: CollectConfig,
+               round_index: int) -> list[dict[str, np.ndarray]]:  # fmt: skip
+    starts = domain.sample_initial_state(rng, env.num_envs)
+    return _episodes(*explorer.explore_round(env, starts, config.segment_length or domain.episode_length, round_index))
 
 
 def _explore_round(
@@ -207,16 +259,7 @@ def _explore_round(
         actions[t] = action
         obs[t], _ = env.step(action)
         physics[t] = env.get_state()
-    return [
-        {
-            "observation": obs[:, i],
-            "action": actions[:, i],
-            "reward": np.zeros((T + 1, 1), np.float32),
-            "discount": np.ones((T + 1, 1), np.float32),
-            "physics": physics[:, i],
-        }
-        for i in range(n)
-    ]
+    return _episodes(obs, actions, physics)
 
 
 class _Posture:

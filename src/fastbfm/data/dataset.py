@@ -3,6 +3,7 @@ discount and physics arrays of T+1 rows (row 0 is the reset, its action a dummy 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
@@ -15,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastbfm.data.manifest import check_episode, check_manifest, read_manifest, verify_requested
+from fastbfm.data.manifest import check_episode, check_manifest, files_digest, read_manifest, verify_requested
 from fastbfm.errors import FastBFMError
-from fastbfm.io import sha256_bytes
+from fastbfm.io import sha256_bytes, write_failed
 
 EPISODE_KEYS = ("observation", "action", "reward", "discount", "physics")
 MAX_ARRAY_BYTES = 2**31
@@ -31,14 +32,19 @@ def write_episode(folder: str | Path, index: int, episode: dict[str, np.ndarray]
     folder.mkdir(parents=True, exist_ok=True)
     length = len(episode["observation"])
     path = folder / f"episode_{index:06d}_{length}.npz"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TMP_PREFIX, suffix=".tmp")
+    except OSError as e:
+        raise write_failed(path, e) from e
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, **{k: episode[k] for k in EPISODE_KEYS})
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise write_failed(path, e) from e
         raise
     return path
 
@@ -104,6 +110,9 @@ class TransitionDataset:
     num_episodes: int
     episode_end: np.ndarray | None = None
     """Per transition, one past the index of its episode's last transition (for future-state goals)."""
+    digest: str | None = None
+    """What the dataset holds, in one SHA-256 (its manifest's digest of episode files and checksums; for a
+    folder without a manifest, of the loaded arrays): a run records it, and resumes only on the same data."""
 
     def __len__(self) -> int:
         return len(self.obs)
@@ -214,6 +223,10 @@ def load_dataset(
     if resimulate:
         domain = domain or _domain_of(Path(folder), cat["obs"].shape[1], cat["action"].shape[1])
         cat["obs"], cat["next_obs"], cat["next_physics"] = _resimulate(domain, cat["physics"], cat["action"])
+    if manifest is not None and max_episodes is None:
+        digest = files_digest(manifest["files"])
+    else:
+        digest = _arrays_digest(cat["obs"], cat["action"], cat["next_obs"], cat["next_physics"], cat["discount"])
     return TransitionDataset(
         obs=cat["obs"].astype(np.float32),
         action=cat["action"].astype(np.float32),
@@ -222,7 +235,16 @@ def load_dataset(
         discount=cat["discount"],
         num_episodes=len(files),
         episode_end=np.repeat(np.cumsum(lengths), lengths),
+        digest=digest,
     )
+
+
+def _arrays_digest(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for array in arrays:
+        h.update(f"{array.dtype.str}{array.shape}".encode())
+        h.update(np.ascontiguousarray(array).data)
+    return h.hexdigest()
 
 
 def _domain_of(folder: Path, obs_dim: int, action_dim: int) -> str:

@@ -10,6 +10,7 @@ on request (``load_dataset(verify=True)`` or ``FASTBFM_VERIFY_DATA=1``). Folders
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -79,7 +80,10 @@ def read_manifest(folder: Path) -> dict | None:
 def _manifest_schema(data, path: Path) -> dict:
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         raise FastBFMError(f"unsupported dataset manifest {path}: expected format_version {FORMAT_VERSION}")
-    return validate(path, data, ManifestFile, "corrupt dataset manifest")
+    validate(path, data, ManifestFile, "corrupt dataset manifest")
+    if data.get("digest") is not None and data["digest"] != files_digest(data["files"]):
+        raise FastBFMError(f"corrupt dataset manifest {path}: its digest does not match its files' checksums")
+    return data
 
 
 def check_manifest(folder: Path, files: list[Path], manifest: dict) -> None:
@@ -96,6 +100,14 @@ def check_manifest(folder: Path, files: list[Path], manifest: dict) -> None:
         raise FastBFMError(f"corrupt dataset {folder}: {len(present - listed)} episode file(s) are not in its manifest, e.g. {min(present - listed)}")
 
 
+def files_digest(files: dict[str, dict]) -> str:
+    """What a dataset holds, in one SHA-256: over its episode files' names and checksums, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(f"{name}\t{files[name]['sha256']}\n".encode())
+    return h.hexdigest()
+
+
 def episode_names(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.npz"))
 
@@ -109,5 +121,6 @@ def write_manifest(folder: Path, config: dict, files: dict[str, dict] | None = N
             transitions=sum(f["rows"] - 1 for f in files.values()),
             arrays=specs,
             files=dict(sorted(files.items())),
+            digest=files_digest(files),
         )
     write_json(folder / MANIFEST, data)

@@ -10,6 +10,7 @@ import numpy as np
 from fastbfm.data.dataset import TransitionDataset
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
+from fastbfm.envs.user_reward import UserReward
 
 # Each simulation reserves MuJoCo's arena (~16 MB of address space for these models): 128 per batch
 # relabel as fast as 512 here and keep a process's address space small enough to fork (ENOMEM seen at 24 GB).
@@ -43,12 +44,13 @@ def relabel_per_sample(task: Task, next_physics: np.ndarray, action: np.ndarray)
     """The per-sample dm_control loop (set state and control, ``forward``, ``get_reward``): the fallback
     for user rewards and the baseline that ``fastbfm bench relabel`` measures."""
     physics, dm_task = _reference(task)
+    user = isinstance(task.physics_reward, UserReward)
     out = np.empty(len(next_physics))
     for i, (state, a) in enumerate(zip(next_physics, action)):
         physics.set_state(state)
         physics.set_control(a)
         physics.forward()
-        out[i] = dm_task.get_reward(physics)
+        out[i] = task.physics_reward(physics, f"on relabelled sample {i}") if user else dm_task.get_reward(physics)
     return out
 
 

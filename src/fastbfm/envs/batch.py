@@ -15,6 +15,7 @@ import mujoco.batch
 import numpy as np
 
 from fastbfm.envs.registry import Domain, Task, get_domain
+from fastbfm.envs.user_reward import UserReward, UserRewardError, UserVectorReward
 from fastbfm.errors import FastBFMError
 from fastbfm.schemas import MAX_BATCH_ENVS
 
@@ -121,12 +122,20 @@ class BatchedEnv:
         """Rewards of ``task`` at the current data of the first ``n`` simulations."""
         n = self.num_envs if n is None else n
         if task.vectorized:
-            return np.asarray(task.reward(self.fields), dtype=np.float64)[:n].copy()
+            rewards = np.asarray(task.reward(self.fields), dtype=np.float64)
+            if rewards.shape != (self.num_envs,):
+                name = task.reward.name if isinstance(task.reward, UserVectorReward) else task.full_name
+                raise UserRewardError(
+                    f"the reward {name} returned shape {rewards.shape} for {self.num_envs} simulations; "
+                    "a vectorised reward returns one value per simulation"
+                )
+            return rewards[:n].copy()
         data = self._physics.data.ptr
+        user = isinstance(task.physics_reward, UserReward)
         out = np.empty(n)
         for i in range(n):
             self.batch.get_data(i, data)
-            out[i] = task.physics_reward(self._physics)
+            out[i] = task.physics_reward(self._physics, f"at step {self.t} of simulation {i}") if user else task.physics_reward(self._physics)
         return out
 
     def relabel(self, task: Task, states: np.ndarray, actions: np.ndarray) -> np.ndarray:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import functools
 import importlib
-import math
 import pkgutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from fastbfm.envs.user_reward import UserReward, UserVectorReward
 from fastbfm.errors import FastBFMError
 
 
@@ -185,31 +185,18 @@ def user_task(domain_name: str, spec: str) -> Task:
     fn = getattr(module, attribute, None)
     if fn is None:
         raise FastBFMError(f"the reward module '{module_name}' has no attribute '{attribute}'")
+    name = f"{domain_name}:{spec}"
     if isinstance(fn, Task):
         if fn.domain != domain_name:
             raise FastBFMError(f"{module_name}:{attribute} is a task of domain '{fn.domain}', not '{domain_name}'")
-        return fn
+        return replace(
+            fn,
+            reward=None if fn.reward is None else UserVectorReward(fn.reward, name),
+            physics_reward=None if fn.physics_reward is None else UserReward(fn.physics_reward, name),
+        )
     if not callable(fn):
         raise FastBFMError(f"{module_name}:{attribute} is neither a Task nor a function reward(physics) -> float")
-    return Task(domain_name, spec, physics_reward=_UserReward(fn, f"{domain_name}:{spec}"), description=(fn.__doc__ or "").strip().split("\n")[0])
-
-
-@dataclass(frozen=True)
-class _UserReward:
-    """A user's ``reward(physics)``: its failures and non-numbers become one-line errors (equal and hashable
-    by the function, so tasks built twice from one function stay equal)."""
-
-    fn: PhysicsRewardFn
-    name: str
-
-    def __call__(self, physics) -> float:
-        try:
-            value = float(self.fn(physics))
-        except Exception as e:
-            raise FastBFMError(f"the reward {self.name} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-        if not math.isfinite(value):
-            raise FastBFMError(f"the reward {self.name} returned {value}; a reward must be a finite number")
-        return value
+    return Task(domain_name, spec, physics_reward=UserReward(fn, name), description=(fn.__doc__ or "").strip().split("\n")[0])
 
 
 def domain_for_dims(obs_dim: int, action_dim: int) -> str | None:

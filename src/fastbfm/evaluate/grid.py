@@ -5,6 +5,8 @@ the same grid again skips the cells already there, so an interrupted grid (even 
 most the cells in flight. When all cells are done the grid writes ``results.csv`` (tidy: one row per
 model, task, method, seed and budget) and ``results.json`` (the run format ``fastbfm report`` reads),
 from every cell in the folder: a later run that adds a method (or names fewer) keeps the others' rows.
+``grid.json`` keeps the budget and ``models.json`` the digest of each model's weights: a rerun with
+another budget, or whose model name now holds other weights, is refused rather than mixed.
 Cells run on a local process pool, or as Ray tasks on a cluster given its address (``pip install ray``).
 """
 
@@ -26,7 +28,7 @@ from fastbfm.adapt.methods import ORACLE, ZERO_SHOT, MethodOptions
 from fastbfm.errors import FastBFMError
 from fastbfm.io import read_json, write_csv, write_json
 from fastbfm.locks import folder_lock
-from fastbfm.schemas import GridBudgetFile, GridCellFile, check_seed, checker
+from fastbfm.schemas import GridBudgetFile, GridCellFile, GridModelsFile, check_seed, checker
 
 
 def grid_methods() -> list[str]:
@@ -35,6 +37,7 @@ def grid_methods() -> list[str]:
     return [ZERO_SHOT, *registry.names(), ORACLE]
 
 
+MODELS_FILE = "models.json"
 TIDY_COLUMNS = ("model", "task", "method", "seed", "budget_episodes", "episodes", "return", "compute_s_per_episode", "sim_s_per_episode")
 EPISODE_COLUMNS = ("model", "task", "method", "seed", "episodes", "start", "return")
 """``episodes.csv``: the return of every evaluation episode (start: its index among the seed's fixed start
@@ -255,6 +258,7 @@ def _run_grid(out: Path, cells: list[GridCell], models: list[str], episodes: int
               workers: int, ray_address: str | None, progress: bool, discount: float | None, device: str, lockstep: bool) -> dict:
     budget = {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every}
     _check_budget(out, budget if discount is None else {**budget, "discount": discount})
+    _check_models(out, models)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells if not (out / "cells" / c.file_name).is_file()]
     if todo and not ray_address:  # the workers only load the datasets: collecting one is said here, once
@@ -324,6 +328,24 @@ def _check_budget(out: Path, budget: dict) -> None:
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_json(path, budget)
+
+
+def _check_models(out: Path, models: list[str]) -> None:
+    """A grid folder holds the cells of one model per name: the digest of each model's weights is kept in
+    models.json, and a rerun whose name now holds other weights is refused (its cells would be mixed)."""
+    from fastbfm.models import model_digest
+
+    path = out / MODELS_FILE
+    kept = read_json(path, checker(GridModelsFile, "corrupt grid models"), what="grid models") if path.is_file() else {}
+    now = {name: model_digest(name) for name in models}
+    for name, digest in now.items():
+        if kept.get(name, digest) != digest:
+            raise FastBFMError(
+                f"{out} holds cells of another model named {name} (weights {kept[name][:16]}..., now {digest[:16]}...); "
+                "use another --out, or the model the grid was run with"
+            )
+    if any(name not in kept for name in now):
+        write_json(path, {**kept, **now})
 
 
 def _run_on_ray(todo: list[GridCell], budget: tuple, out: Path, address: str, bar) -> None:

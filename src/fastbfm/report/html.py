@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from fastbfm import __version__  # noqa: E402
 from fastbfm.adapt.methods import label  # noqa: E402
-from fastbfm.report.run import RESULTS, VIDEOS, load_run, result_method, results_path  # noqa: E402
+from fastbfm.report.run import RESULTS, VIDEOS, load_run, result_method, results_path, video_name  # noqa: E402
 
 MIME = {".png": "image/png", ".gif": "image/gif", ".mp4": "video/mp4"}
 SUMMARY_COLUMNS = (
@@ -161,10 +161,16 @@ def curves_png(results: list[dict]) -> bytes:
     return buffer.getvalue()
 
 
-def find_videos(run_dir: Path) -> list[Path]:
-    """GIF and MP4 files in the run folder and its ``videos/`` folder."""
+def find_videos(run_dir: Path, results: list[dict] | None = None) -> list[Path]:
+    """GIF and MP4 files in the run folder (placed there by the user) and in its ``videos/`` folder; of
+    the latter, given ``results``, only those of a task and method the results hold now (a video of a
+    method since dropped from results.json is stale)."""
     found = [p for folder in (run_dir, run_dir / VIDEOS) if folder.is_dir() for p in sorted(folder.iterdir())]
-    return [p for p in found if p.is_file() and p.suffix.lower() in (".gif", ".mp4") and not p.name.startswith(".")]
+    videos = [p for p in found if p.is_file() and p.suffix.lower() in (".gif", ".mp4") and not p.name.startswith(".")]
+    if results is None:
+        return videos
+    current = {video_name(r, tail + ext) for r in results for tail in ("", "-evolution") for ext in (".gif", ".mp4")}
+    return [p for p in videos if p.parent != run_dir / VIDEOS or p.name in current]
 
 
 def _video_html(path: Path, caption: str) -> str:
@@ -206,7 +212,7 @@ def build_report(run_dir: str | Path, video_notes: dict[str, str] | None = None)
         "<figcaption>Evaluation return against adaptation episodes spent: mean of seeds, min-max band; dashed: "
         "the zero-shot return of each method's start.</figcaption></figure>",
     ]
-    videos = find_videos(run_dir)
+    videos = find_videos(run_dir, results)
     parts.append("<h2>Videos: before / after, and the policy evolving during adaptation</h2>")
     if videos:
         notes = video_notes or {}

@@ -20,6 +20,12 @@ VIDEOS = "videos"
 CURVE_COLUMNS = ("task", "method", "seed", "episodes", "return")
 
 
+def video_name(result: dict, suffix: str = ".gif") -> str:
+    """A file name per task and method, e.g. ``point_mass_maze-reach_top_left-<method>.gif``."""
+    stem = f"{result['task']}-{result_method(result)}".replace(":", "-")
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) + suffix
+
+
 def result_method(result: dict) -> str:
     """The method of a result (results written before results named theirs are LoLA's)."""
     return result.get("method", DEFAULT_METHOD)

@@ -21,7 +21,7 @@ from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
-from fastbfm.report.run import adapted_latent, result_method
+from fastbfm.report.run import adapted_latent, result_method, video_name  # noqa: F401 (video_name: part of this module's API)
 from fastbfm.rollout import eval_start_states
 
 FORMATS = (".gif", ".mp4")
@@ -76,6 +76,10 @@ def render_latents(
     of ``latents``, and each latent's return over the steps simulated."""
     if not latents:
         raise FastBFMError("nothing to render: give at least one latent")
+    for name, z in latents.items():
+        if tuple(torch.as_tensor(z).shape) != (model.z_dim,):
+            raise FastBFMError(f"the {name} latent of {task.full_name} has {torch.as_tensor(z).numel()} values, the model's latents {model.z_dim}: "
+                               "results of another model?")
     domain = get_domain(task.domain)
     steps = domain.episode_length if steps is None else min(steps, domain.episode_length)
     names = list(latents)
@@ -171,11 +175,7 @@ def before_after(model: BFM, result: dict, adapted_seed: int | None = None, data
             raise FastBFMError(f"the results of {result['task']} store no zero-shot latent: infer it from a dataset")
         z_zero_shot = zero_shot_latent(model, get_task(result["task"]), dataset())
     method = result_method(result)
-    latents = {"zero-shot": z_zero_shot, f"{label(method)} (seed {seed})": torch.tensor(z_adapted, dtype=torch.float32)}
-    for name, z in latents.items():
-        if z.shape != (model.z_dim,):
-            raise FastBFMError(f"the {name} latent of {result['task']} has {z.numel()} values, the model's latents {model.z_dim}: results of another model?")
-    return latents
+    return {"zero-shot": z_zero_shot, f"{label(method)} (seed {seed})": torch.tensor(z_adapted, dtype=torch.float32)}
 
 
 def zero_shot_latent(model: BFM, task: Task, dataset) -> torch.Tensor:
@@ -183,12 +183,6 @@ def zero_shot_latent(model: BFM, task: Task, dataset) -> torch.Tensor:
     from fastbfm.adapt.zero_shot import infer_task
 
     return infer_task(model, task, dataset).z
-
-
-def video_name(result: dict, suffix: str = ".gif") -> str:
-    """A file name per task and method, e.g. ``point_mass_maze-reach_top_left-<method>.gif``."""
-    stem = f"{result['task']}-{result_method(result)}".replace(":", "-")
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) + suffix
 
 
 EVOLUTION_AT = (0, 5, 10, 20)
@@ -208,7 +202,7 @@ def evolution(result: dict, adapted_seed: int | None = None, at: tuple[float, ..
                            "rerun `fastbfm adapt --out RUN_DIR` to record them")
     seeds = result.get("seeds") or list(range(len(per_seed)))
     points, latents = result["episodes"], per_seed[seeds.index(seed)]
-    if any(z is None for z in latents):
+    if latents is None or any(z is None for z in latents):
         raise FastBFMError(f"{result.get('method', 'lola')} on {result['task']} deploys no single latent per point")
     budget = points[-1]
     if max(at) > budget + 1e-9:
