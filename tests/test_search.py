@@ -70,3 +70,24 @@ def test_headroom_oracle_finds_the_known_optimum_and_reports_zero_shot():
     assert result.best >= result.zero_shot and result.best > 0.5 * optimum
     assert len(result.screened) == 49
     np.testing.assert_allclose(evaluate_latent(model, task, result.best_z, 2).mean(), result.best)
+
+
+@pytest.mark.parametrize("score", ["return", "discounted"])
+def test_lookahead_search_scores_as_lola_does(score):
+    """cmaes-lookahead's fitness is LoLA's lookahead score of the chosen form (before: always the discounted one)."""
+    from fastbfm.adapt.lola import lookahead_scores
+    from fastbfm.adapt.search import LatentSearch
+
+    model, start = GoalToyBFM(), _prompt([-1.25, 0.75, 1.0])
+    config = SearchConfig(method="cmaes", episodes=6, population=3, horizon=100, score=score, safe=None)
+    search = LatentSearch(model, start, config, seed=0, episode_length=1000)
+    search.propose(np.zeros((3, 4), np.float32))
+    rewards = np.random.default_rng(0).random((100, 3))
+    last = np.zeros((3, 4), np.float32)
+    search.observe(None, None, rewards, np.stack([last] * 100))
+    remaining = 900 if score == "return" else None
+    np.testing.assert_allclose(search.fitness, lookahead_scores(model, rewards, last, search.z, search.w, 0.99, 0.5, remaining))
+    if score == "return":  # the episode's return estimated from 100 steps: the rewards plus 900 more at the recent rate
+        np.testing.assert_allclose(search.fitness, rewards.sum(0) + 900 * rewards[-50:].mean(0) / 2)
+    with pytest.raises(FastBFMError, match="lookahead score"):
+        SearchConfig(score="median")

@@ -285,7 +285,7 @@ def adapt(
     sigma: Optional[float] = typer.Option(None, help=f"Latent perturbation std per coordinate (the search's initial step); default {LoLAConfig.sigma}."),
     lr: Optional[float] = typer.Option(None, help=f"LoLA: Adam step size on the latent mean; default {LoLAConfig.lr}."),
     score: Optional[str] = typer.Option(
-        None, help=f"LoLA and race: how a lookahead is scored, return (the episode's return estimated from it) or discounted (the paper's); default {LoLAConfig.score}."
+        None, help=f"LoLA, race and cmaes-lookahead: how a lookahead is scored, return (the episode's return estimated from it) or discounted (the paper's); default {LoLAConfig.score}."
     ),
     eval_episodes: int = typer.Option(registry.MethodOptions.eval_episodes, min=1, max=lim.MAX_EVAL_EPISODES, help="Evaluation episodes after each adaptation step."),
     eval_every: float = typer.Option(0.0, min=0.0, max=lim.MAX_EPISODES, help="Evaluate every this many episodes of budget (0: after every step of the method)."),

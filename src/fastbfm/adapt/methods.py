@@ -139,7 +139,7 @@ def _unsafe(build: Callable[[MethodOptions], Any]) -> Callable[[MethodOptions], 
 
 def _search(method: str, lookahead: bool):
     def build(o: MethodOptions) -> SearchConfig:
-        horizon = {"horizon": o.horizon if o.horizon is not None else LoLAConfig.horizon} if lookahead else {}
+        horizon = {"horizon": o.horizon if o.horizon is not None else LoLAConfig.horizon, **o.given(score="score")} if lookahead else {}
         return SearchConfig(method=method, **o.budget, **horizon, **o.given(population="candidates", sigma="sigma"), **_safe(o))
 
     return build
@@ -166,7 +166,7 @@ METHODS: dict[str, Method] = {
         Method("cmaes", "CMA-ES", LatentSearch, _search("cmaes", False), "CMA-ES over the latent, one episode per candidate",
                options=GATE_OPTIONS | {"candidates", "sigma"}),
         Method("cmaes-lookahead", "CMA-ES + lookahead", LatentSearch, _search("cmaes", True), "CMA-ES on LoLA's lookahead scores",
-               options=GATE_OPTIONS | {"candidates", "sigma", "horizon"}),
+               options=GATE_OPTIONS | {"candidates", "sigma", "horizon", "score"}),
         Method("cem", "CEM", LatentSearch, _search("cem", False), "the cross-entropy method over the latent",
                options=GATE_OPTIONS | {"candidates", "sigma"}),
         Method("race", "Race", Race, _race,

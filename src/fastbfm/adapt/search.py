@@ -20,7 +20,7 @@ import torch
 
 from fastbfm.adapt.adapter import Adapter, run_seeds
 from fastbfm.adapt.curve import AdaptationCurve
-from fastbfm.adapt.lola import lookahead_scores
+from fastbfm.adapt.lola import SCORES, lookahead_scores
 from fastbfm.adapt.safe import SafeConfig
 from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM, training_discount
@@ -42,6 +42,8 @@ class SearchConfig:
     steps instead of an episode and the same budget screens T / H times more latents."""
     sigma: float = 0.1
     """Initial search std per latent coordinate (latents have norm sqrt(d))."""
+    score: str = "return"
+    """With ``horizon``: how a lookahead is scored, as LoLA's (:data:`~fastbfm.adapt.lola.SCORES`)."""
     elite_fraction: float = 0.5
     safe: SafeConfig | None = SafeConfig()
     """Deploy a new latent only when a paired test on duel episodes within the budget shows it better
@@ -58,6 +60,8 @@ class SearchConfig:
     def __post_init__(self):
         if self.method not in METHODS:
             raise FastBFMError(f"unknown search method '{self.method}'; methods: {', '.join(METHODS)}")
+        if self.score not in SCORES:
+            raise FastBFMError(f"the search's lookahead score is one of {', '.join(SCORES)}, got '{self.score}'")
         if self.population < 2 or self.episodes < 0 or self.sigma <= 0 or self.eval_episodes < 1 or not 0 < self.elite_fraction <= 1:
             raise FastBFMError("latent search needs population >= 2, episodes >= 0, sigma > 0, eval_episodes >= 1, 0 < elite_fraction <= 1")
         if self.horizon is not None and self.horizon < 1:
@@ -99,6 +103,7 @@ class LatentSearch(Adapter):
         super().__init__(model, seed, rollouts=config.population, shared_start=True)
         self.config, self.label = config, config.method
         self.horizon = episode_length if config.horizon is None else min(config.horizon, episode_length)
+        self.episode_length = episode_length
         self.z_reward, self.w = prompt.z.clone(), prompt.w.clone().expand(config.population, -1)
         self.optimizer = _optimizer(config, prompt.z.numpy().astype(np.float64), seed)
         self.gamma = None if config.horizon is None else training_discount(model)
@@ -115,7 +120,8 @@ class LatentSearch(Adapter):
         if self.config.horizon is None:
             self.fitness = rewards.sum(0)
         else:
-            self.fitness = lookahead_scores(self.model, rewards, next_obs[-1], self.z, self.w, self.gamma, pessimism=0.5)
+            remaining = None if self.config.score == "discounted" else self.episode_length - len(rewards)
+            self.fitness = lookahead_scores(self.model, rewards, next_obs[-1], self.z, self.w, self.gamma, pessimism=0.5, remaining=remaining)
 
     def update(self) -> None:
         if not np.isfinite(self.fitness).all():
