@@ -9,6 +9,7 @@ case, so the suite pays for importing torch and MuJoCo once. The default run tri
 examples per file kind (about a minute on 2 busy cores); ``-m slow`` runs many random ones.
 """
 
+import csv
 import json
 import math
 import os
@@ -20,13 +21,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from fastbfm.bfm.checkpoint import load_model, save_model
 from fastbfm.data.collect import CollectConfig, collect
 from fastbfm.data.dataset import episode_files
 from fastbfm.data.manifest import MANIFEST
 from tests.cli_helpers import write_grid_with_cell
+from tests.metamotivo_fixture import write_random_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 MAZE = "point_mass_maze:reach_top_left"
@@ -112,7 +116,7 @@ BAD = {
     "required": st.just(DELETE),
 }
 # optional fields: null is a legal value there (a run that records no domain, results without seeds)
-for _kind in ("int", "nonneg", "str", "list"):
+for _kind in ("int", "nonneg", "str", "list", "float", "dict"):
     BAD["opt_" + _kind] = BAD[_kind].filter(lambda v: v is not None)
 
 
@@ -189,7 +193,17 @@ def bases(tmp_path_factory, cli):
     results = root / "results"
     results.mkdir()
     shutil.copy(grid / "results.json", results / "results.json")
-    return {"data": data, "run": run, "grid": grid, "results": results, "root": root}
+    compact = {}
+    for dtype in (torch.float16, torch.int8):
+        compact[dtype] = save_model(load_model(run), root / f"weights-{str(dtype).split('.')[-1]}", dtype=dtype)
+    mm = write_random_checkpoint(root / "metamotivo", obs_dim=4, action_dim=2, z_dim=8, hidden_dim=16, backward_hidden_dim=8,
+                                 agent_layout=True)  # fmt: skip
+    evolution = root / "evolution"
+    reply = cli.run(["adapt", "--model", "maze-fb", "--task", MAZE, "--method", "lola", "--no-safe", "--episodes", 2, "--seeds", 1,
+                     "--eval-episodes", 1, "--eval-every", 1, "--data", data, "--out", evolution, "-q"], root)  # fmt: skip
+    assert reply["code"] == 0 and reply["crash"] is None, reply
+    return {"data": data, "run": run, "grid": grid, "results": results, "root": root, "float16": compact[torch.float16],
+            "int8": compact[torch.int8], "metamotivo": mm, "evolution": evolution}  # fmt: skip
 
 
 MAZE_MODEL = "maze-fb"
@@ -267,6 +281,100 @@ def _grid_file(cli, bases, case):
     _corrupt_json(path, CELL_FIELDS if which == "cell" else BUDGET_FIELDS, mutations, raw)
     argv = ["grid", "--out", grid, *GRID_ARGS]
     assert_refused(cli.run(argv, bases["root"]), argv, path.read_text(errors="replace")[:400])
+
+
+COMPACT_FIELDS = [(("weights",), "str"), (("weights",), "version"), (("sha256", "model.safetensors"), "hex"), (("model", "z_dim"), "pos")]
+
+
+def _compact_weights(cli, bases, case):
+    """float16 and int8 checkpoints: their storage field and config corrupted."""
+    which, (mutations, raw) = case
+    ckpt = _fresh(bases[which], bases["root"] / "cases")
+    _corrupt_json(ckpt / "config.json", COMPACT_FIELDS, mutations, raw)
+    argv = ["eval", "--model", ckpt, "--task", MAZE, "--goal", "0,0,0,0", "--episodes", 1]
+    assert_refused(cli.run(argv, bases["root"]), argv, (ckpt / "config.json").read_text(errors="replace")[:400])
+
+
+METAMOTIVO_FIELDS = [  # model/config.json: the architecture
+    (("obs_dim",), "pos"), (("action_dim",), "pos"), (("archi",), "dict"), (("archi", "z_dim"), "pos"), (("archi", "f"), "dict"),
+    (("archi", "f", "hidden_dim"), "pos"), (("archi", "f", "num_parallel"), "pos"), (("archi", "b", "hidden_layers"), "pos"),
+    (("archi", "actor", "model"), "str"), (("archi", "norm_z"), "bool"), (("obs_dim",), "required"), (("archi", "z_dim"), "required"),
+]
+# config.json: the agent's (Meta Motivo's train.discount may be null: the checkpoint then records none)
+METAMOTIVO_AGENT_FIELDS = [(("train", "discount"), "opt_float"), (("train",), "opt_dict")]
+
+
+def _metamotivo(cli, bases, case):
+    """A Meta Motivo agent folder, its model or agent config corrupted; adapted with --discount as docs/metamotivo.md shows."""
+    which, (mutations, raw) = case
+    folder = _fresh(bases["metamotivo"], bases["root"] / "cases")
+    path = folder / "model" / "config.json" if which == "model" else folder / "config.json"
+    _corrupt_json(path, METAMOTIVO_FIELDS if which == "model" else METAMOTIVO_AGENT_FIELDS, mutations, raw)
+    argv = ["adapt", "--model", folder, "--task", MAZE, "--method", "lola", "--no-safe", "--episodes", 1, "--seeds", 1, "--eval-episodes", 1,
+            "--data", bases["data"], "--discount", 0.98, "-q"]  # fmt: skip
+    assert_refused(cli.run(argv, bases["root"]), argv, path.read_text(errors="replace")[:400])
+
+
+# Command-line values out of their range, or of the wrong kind, for the options added since the first round.
+BAD_NUMBERS = ["nan", "inf", "-inf", "-1", "x", "1e400", ""]
+CLI_VALUES = {
+    "--confidence": [*BAD_NUMBERS, "0.2", "1", "1.5"], "--safe-starts": [*BAD_NUMBERS, "0", "1", "99999999999"],
+    "--safe-duels": [*BAD_NUMBERS, "0"], "--score": ["median", "", "RETURN", "1"], "--candidates": [*BAD_NUMBERS, "0", "1"],
+    "--horizon": [*BAD_NUMBERS, "0"], "--sigma": [*BAD_NUMBERS, "0"], "--lr": [*BAD_NUMBERS, "0"], "--eval-every": BAD_NUMBERS[:-1],
+    "--episodes": [*BAD_NUMBERS, "1e12"],
+}  # fmt: skip
+CLI_CASE = st.one_of(
+    st.sampled_from(sorted(CLI_VALUES)).flatmap(lambda o: st.tuples(st.just("adapt"), st.just(o), st.sampled_from(CLI_VALUES[o]))),
+    st.tuples(st.just("render --at"), st.just("--at"), st.sampled_from([*BAD_NUMBERS, "3", "1e12"])),
+    st.tuples(st.just("global"), st.just("--reward-timeout"), st.sampled_from([*BAD_NUMBERS, "1e7"])),
+    st.tuples(st.just("grid --lockstep"), st.sampled_from(["--lockstep", "--no-lockstep"]), st.sampled_from(["--episodes", "--seeds", "--workers"])),
+)
+
+
+def _cli_values(cli, bases, case):
+    command, option, value = case
+    lola = ["adapt", "--model", "maze-fb", "--task", MAZE, "--method", "lola", "--seeds", 1, "--data", bases["data"]]
+    if command == "adapt":
+        argv = [*lola, "--episodes", 1, option, value] if option != "--episodes" else [*lola, option, value]
+    elif command == "render --at":  # the run spent 2 episodes: 3 and beyond are outside it
+        argv = ["render", "--z-from", bases["evolution"], "--evolution", "--at", 0, "--at", value, "--out", bases["root"] / "cases" / "x.gif", "--steps", 2, "-q"]
+    elif command == "global":
+        argv = [option, value, "tasks"]
+    else:  # --lockstep with a bad value of another option
+        argv = ["grid", "--out", _fresh(bases["grid"], bases["root"] / "cases"), "--model", "maze-fb", "--task", MAZE, "--method", "lola",
+                option, value, "-1"]  # fmt: skip
+    assert_refused(cli.run(argv, bases["root"]), argv, f"{command} {option} {value!r}")
+
+
+EPISODE_TABLE_COLUMNS = ("seed", "episodes", "start", "return", "model", "task", "method")
+
+
+def _write_episodes_table(grid: Path) -> Path:
+    """A valid episodes.csv beside the grid's one-cell results.csv (two evaluation episodes per point)."""
+    lines = ["model,task,method,seed,episodes,start,return"]
+    for row in csv.DictReader((grid / "results.csv").open()):
+        lines += [f"{row['model']},{row['task']},{row['method']},{row['seed']},{row['episodes']},{start},{row['return']}" for start in (0, 1)]
+    (grid / "episodes.csv").write_text("\n".join(lines) + "\n")
+    return grid / "episodes.csv"
+
+
+def _episodes_table(cli, bases, case):
+    """episodes.csv (per-episode returns, read by `fastbfm summarize` for the paired statistics)."""
+    column, value, line = case
+    grid = _fresh(bases["grid"], bases["root"] / "cases")
+    table = _write_episodes_table(grid)
+    rows = table.read_text().splitlines()
+    header = rows[0].split(",")
+    cells = rows[1 + line % (len(rows) - 1)].split(",")
+    if column in ("model", "task", "method"):
+        value = ""
+    if column == "return" and value == "-1":
+        value = "x"  # a return may be negative
+    cells[header.index(column)] = value
+    rows[1 + line % (len(rows) - 1)] = ",".join(cells)
+    table.write_text("\n".join(rows) + "\n")
+    argv = ["summarize", grid, "--out", grid / "report.md"]
+    assert_refused(cli.run(argv, bases["root"]), argv, f"{column}={value!r}")
 
 
 def _grid_models(cli, bases, case):
@@ -461,6 +569,12 @@ def test_the_good_files_are_accepted(cli, bases):
         ["grid", "--out", _fresh(bases["grid"], root / "cases"), *GRID_ARGS],
         ["report", _fresh(bases["results"], root / "cases"), "-q"],
         ["summarize", bases["grid"], "--out", root / "report.md"],
+        ["summarize", _write_episodes_table(_fresh(bases["grid"], root / "cases")).parent, "--out", root / "report2.md"],
+        ["eval", "--model", bases["float16"], "--task", MAZE, "--goal", "0,0,0,0", "--episodes", 1],
+        ["eval", "--model", bases["int8"], "--task", MAZE, "--goal", "0,0,0,0", "--episodes", 1],
+        ["adapt", "--model", bases["metamotivo"], "--task", MAZE, "--method", "lola", "--no-safe", "--episodes", 1, "--seeds", 1,
+         "--eval-episodes", 1, "--data", bases["data"], "--discount", 0.98, "-q"],
+        ["render", "--z-from", bases["evolution"], "--evolution", "--at", 0, "--at", 2, "--out", root / "cases" / "ok.gif", "--steps", 2, "-q"],
     ]
     for argv in commands:
         reply = cli.run(argv, root)
@@ -477,6 +591,11 @@ TARGETS = {
     "user_reward": (_user_reward, REWARD_BODIES),
     "adapt_options": (_adapt_options, misplaced_option()),
     "gpu_job_options": (_gpu_job, st.tuples(JOB_BOUNDS, JOB_VALUES)),
+    "compact_weights": (_compact_weights, st.tuples(st.sampled_from(["float16", "int8"]), _case(COMPACT_FIELDS))),
+    "metamotivo_folder": (_metamotivo, st.one_of(st.tuples(st.just("model"), _case(METAMOTIVO_FIELDS)),
+                                                 st.tuples(st.just("agent"), _case(METAMOTIVO_AGENT_FIELDS)))),
+    "cli_values": (_cli_values, CLI_CASE),
+    "episodes_table": (_episodes_table, st.tuples(st.sampled_from(EPISODE_TABLE_COLUMNS), CSV_BAD, st.integers(0, 10))),
     "episode": (_episode, EPISODE_CASE),
     "grid_table": (_grid_table, CSV_CASE),
 }

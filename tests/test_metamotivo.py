@@ -199,7 +199,9 @@ def test_variants_load_and_round_trip(tmp_path, options):
             "_target_forward_map",
         ]
         assert model.meta["train"]["discount"] == 0.98
-        assert load_metamotivo(folder, discount=0.9).meta["train"]["discount"] == 0.9
+        assert load_metamotivo(folder, discount=0.98).discount == 0.98
+        with pytest.raises(FastBFMError, match="trained with discount 0.98, not 0.9"):  # as fastbfm checkpoints: the record wins
+            load_metamotivo(folder, discount=0.9)
 
 
 def _edit_config(folder, edit):

@@ -10,6 +10,9 @@ schemas agree. Bottom layer: imports nothing of fastbfm but its error type.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional
 
@@ -57,6 +60,15 @@ def check_seed(seed: Any, what: str = "seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise FastBFMError(f"{what} must be an integer from 0 to {MAX_SEED}, got {seed!r}")
     return seed
+
+
+def check_finite_fields(config: Any, what: str) -> None:
+    """Every float field of a dataclass config is finite: a NaN would pass every ``x <= 0`` check after it
+    (a NaN step size runs a whole adaptation into non-finite actions, or into torch's own traceback)."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FastBFMError(f"{what}'s {f.name} must be a finite number, got {value}")
 
 
 # -- building blocks ------------------------------------------------------------------------------------
@@ -307,6 +319,19 @@ class GridTableRow(BaseModel):
     return_: Annotated[Finite, Field(alias="return")]
     compute_s_per_episode: Annotated[Optional[NonNegative], BeforeValidator(_blank_is_none)] = None
     sim_s_per_episode: Annotated[Optional[NonNegative], BeforeValidator(_blank_is_none)] = None
+
+
+class EpisodeTableRow(BaseModel):
+    """A row of a grid's episodes.csv: one evaluation episode's return."""
+
+    model_config = ConfigDict(extra="allow")
+    model: Name
+    task: Name
+    method: Name
+    seed: Seed
+    episodes: NonNegative
+    start: _int(0, 10**6)
+    return_: Annotated[Finite, Field(alias="return")]
 
 
 # -- validation -----------------------------------------------------------------------------------------

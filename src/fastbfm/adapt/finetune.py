@@ -36,6 +36,7 @@ from fastbfm.bfm.nn import polyak
 from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import check_finite_fields
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class FinetuneConfig:
     method_name = "finetune"
 
     def __post_init__(self):
+        check_finite_fields(self, "fine-tuning")
         if min(self.updates_per_episode, self.batch_size, self.actor_every, self.eval_episodes) < 1 or self.episodes < 0:
             raise FastBFMError("fine-tuning needs episodes >= 0 and updates_per_episode, batch_size, actor_every, eval_episodes >= 1")
         if min(self.critic_lr, self.actor_lr) <= 0 or not 0 < self.tau <= 1 or min(self.exploration_noise, self.target_noise, self.noise_clip) < 0:

@@ -38,6 +38,7 @@ from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import check_finite_fields
 
 
 SCORES = ("return", "discounted")
@@ -77,6 +78,7 @@ class LoLAConfig:
         return ("lola-reset-free" if self.reset_free else "lola") + ("" if self.safe is not None else "-unsafe")
 
     def __post_init__(self):
+        check_finite_fields(self, "LoLA")
         if self.num_candidates < 2:
             raise FastBFMError("LoLA needs at least 2 candidates for its leave-one-out baseline")
         if self.horizon < 1 or self.episodes < 0 or self.sigma <= 0 or self.lr <= 0 or self.eval_episodes < 1:

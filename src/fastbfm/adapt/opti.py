@@ -27,6 +27,7 @@ from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import check_finite_fields
 
 RULES = ("thompson", "ucb")
 
@@ -52,6 +53,7 @@ class OptiConfig:
         return f"opti-{self.rule}"
 
     def __post_init__(self):
+        check_finite_fields(self, "OpTI")
         if self.rule not in RULES:
             raise FastBFMError(f"unknown inference rule '{self.rule}'; rules: {', '.join(RULES)}")
         if min(self.prior_precision, self.warm_precision, self.noise_std) <= 0 or self.candidates < 1 or self.eval_episodes < 1 or self.episodes < 0:

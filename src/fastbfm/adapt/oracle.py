@@ -20,7 +20,7 @@ from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Task, get_domain
 from fastbfm.errors import FastBFMError
 from fastbfm.rollout import eval_start_states, run_episodes
-from fastbfm.schemas import check_seed
+from fastbfm.schemas import check_finite_fields, check_seed
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class OracleConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_finite_fields(self, "the oracle")
         if self.num_latents < 1 or self.screen_episodes < 1 or self.finalists < 1 or self.eval_episodes < 1 or not self.sigmas:
             raise FastBFMError("the oracle needs num_latents, screen_episodes, finalists and eval_episodes >= 1 and one sigma or more")
         if not 0 <= self.sphere_fraction <= 1:

@@ -39,6 +39,7 @@ from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import check_finite_fields
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class RaceConfig:
         return "race" if self.confidence is not None else "race-unsafe"
 
     def __post_init__(self):
+        check_finite_fields(self, "the race")
         if self.score not in SCORES:
             raise FastBFMError(f"the race's score is one of {', '.join(SCORES)}, got '{self.score}'")
         if self.screen < 0:

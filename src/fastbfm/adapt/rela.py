@@ -57,6 +57,7 @@ from fastbfm.bfm.nn import mlp, polyak
 from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import check_finite_fields
 
 LATENTS = ("global", "state")
 RESIDUALS = ("projection", "bellman")
@@ -108,6 +109,7 @@ class ReLAConfig:
         return "rela" if self.safe is not None or self.latent == "state" else "rela-unsafe"
 
     def __post_init__(self):
+        check_finite_fields(self, "ReLA")
         if self.latent not in LATENTS:
             raise FastBFMError(f"unknown ReLA latent '{self.latent}'; latents: {', '.join(LATENTS)}")
         if self.residual not in RESIDUALS:

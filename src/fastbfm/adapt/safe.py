@@ -29,6 +29,7 @@ from scipy import stats
 
 from fastbfm.adapt.adapter import Adapter
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import check_finite_fields
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class SafeConfig:
     """Duels over the budget, evenly spaced in the method's own episodes, the last at the end."""
 
     def __post_init__(self):
+        check_finite_fields(self, "the safe gate")
         if not 0 < self.confidence < 1 or self.starts < 2 or self.duels < 1:
             raise FastBFMError("a safe gate needs 0 < confidence < 1, starts >= 2 (a paired test needs two pairs) and duels >= 1")
 

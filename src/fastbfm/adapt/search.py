@@ -26,6 +26,7 @@ from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.protocol import BFM, training_discount
 from fastbfm.envs.registry import Task
 from fastbfm.errors import FastBFMError
+from fastbfm.schemas import check_finite_fields
 
 METHODS = ("cmaes", "cem")
 
@@ -58,6 +59,7 @@ class SearchConfig:
         return (self.method if self.horizon is None else f"{self.method}-lookahead") + ("" if self.safe is not None else "-unsafe")
 
     def __post_init__(self):
+        check_finite_fields(self, "the latent search")
         if self.method not in METHODS:
             raise FastBFMError(f"unknown search method '{self.method}'; methods: {', '.join(METHODS)}")
         if self.score not in SCORES:

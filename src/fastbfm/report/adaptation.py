@@ -31,7 +31,7 @@ import numpy as np
 from fastbfm.adapt.methods import METHODS, ORACLE, ZERO_SHOT, label
 from fastbfm.errors import FastBFMError
 from fastbfm.io import read_csv, write_text
-from fastbfm.schemas import GridTableRow, validate
+from fastbfm.schemas import EpisodeTableRow, GridTableRow, validate
 
 BUDGETS = (10, 20, 50)
 
@@ -73,11 +73,10 @@ def _grid_rows(rows: list[dict], path: Path) -> list[dict]:
 
 
 def _episode_rows(rows: list[dict], path: Path) -> list[dict]:
-    try:
-        return [{**row, "model": model_label(row["model"]), "seed": int(row["seed"]), "episodes": float(row["episodes"]), "start": int(row["start"]),
-                 "return": float(row["return"])} for row in rows]
-    except (KeyError, TypeError, ValueError) as e:
-        raise FastBFMError(f"corrupt grid episodes {path}: a row without a number in {e}") from None
+    for line, row in enumerate(rows, start=2):
+        validate(f"{path} (line {line})", row, EpisodeTableRow, "corrupt grid episodes")
+    return [{**row, "model": model_label(row["model"]), "seed": int(row["seed"]), "episodes": float(row["episodes"]), "start": int(row["start"]),
+             "return": float(row["return"])} for row in rows]
 
 
 def load_episodes(grids: list[Path]) -> dict[tuple, dict[float, np.ndarray]]:

@@ -54,6 +54,9 @@ def find_checkpoint(root: Path) -> tuple[Path, dict, dict]:
     if weights_dir is None:
         raise FastBFMError(f"no {WEIGHTS} in {root} or {root / 'model'}: not a Meta Motivo checkpoint folder")
     root_config = _read_json(root / CONFIG) if (root / CONFIG).is_file() else None
+    if root_config is not None and weights_dir != root and not _is_agent_config(root_config):
+        raise FastBFMError(f"corrupt Meta Motivo folder {root}: its weights are in model/, so {CONFIG} must be an agent's config "
+                           "({\"model\": ..., \"train\": ...})")  # fmt: skip
     train = root_config.get("train", {}) if root_config is not None and _is_agent_config(root_config) else {}
     if (weights_dir / CONFIG).is_file():
         config = _read_json(weights_dir / CONFIG)
@@ -64,7 +67,11 @@ def find_checkpoint(root: Path) -> tuple[Path, dict, dict]:
     if _is_agent_config(config):
         train = config.get("train", {}) or train
         config = config["model"]
-    return weights_dir / WEIGHTS, config, train if isinstance(train, dict) else {}
+    if train is None:
+        train = {}
+    if not isinstance(train, dict):
+        raise FastBFMError(f"corrupt Meta Motivo config in {root}: 'train' must be an object, got {train!r}")
+    return weights_dir / WEIGHTS, config, train
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -122,10 +129,19 @@ def load_metamotivo(folder: str | Path, discount: float | None = None) -> MetaMo
         norm_obs=bool(cfg["norm_obs"]),
         ignored=skipped,
     )
-    discount = discount if discount is not None else train.get("discount")
+    recorded = train.get("discount")
+    if recorded is not None and not _is_discount(recorded):
+        raise FastBFMError(f"corrupt Meta Motivo config {root / CONFIG}: train.discount must be a number in (0, 1), got {recorded!r}")
+    if discount is not None and not _is_discount(discount):
+        raise FastBFMError(f"discount must be in (0, 1), got {discount!r}")
+    if discount is not None and recorded is not None and abs(discount - recorded) > 1e-12:
+        raise FastBFMError(f"{root} was trained with discount {recorded}, not {discount}: give a discount only for checkpoints that record none")
+    discount = discount if discount is not None else recorded
     if discount is not None:
-        if isinstance(discount, bool) or not (isinstance(discount, (int, float)) and 0 < discount < 1):
-            raise FastBFMError(f"discount must be in (0, 1), got {discount!r}")
         model.discount = float(discount)
         model.meta["train"] = {"discount": model.discount}
     return model
+
+
+def _is_discount(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value < 1
