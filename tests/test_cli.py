@@ -144,3 +144,26 @@ def test_successor_feature_bfms_train_prompt_and_adapt_through_the_cli(algorithm
     assert too_small.returncode == 1 and "duels cost 8 episodes" in too_small.stderr and len(too_small.stderr.strip().splitlines()) == 1
     wrong = fastbfm("pretrain", "--algorithm", algorithm, "--data", maze_dataset_dir, "--out", tmp_path / "x", "--lr-b", 0.1, "-q")
     assert wrong.returncode == 1 and "no training option lr_b" in wrong.stderr
+
+
+def test_every_help_fits_80_columns_with_descriptions_30_wide():
+    """Before: rich's framed tables wrapped `adapt --help` into a 17-character column at 80 columns."""
+    import typer.main
+    from typer.testing import CliRunner
+
+    from fastbfm.cli import app
+
+    def commands(group, prefix):
+        for name, command in group.commands.items():
+            yield [*prefix, name]
+            if hasattr(command, "commands"):
+                yield from commands(command, [*prefix, name])
+
+    runner = CliRunner()
+    for words in [[], *commands(typer.main.get_command(app), [])]:
+        result = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "80", "TERM": "dumb"})
+        assert result.exit_code == 0, (words, result.output)
+        lines = result.output.splitlines()
+        assert all(len(line) <= 80 for line in lines), (words, [line for line in lines if len(line) > 80])
+        indents = [len(line) - len(line.lstrip()) for line in lines if line.strip()]
+        assert max(indents) <= 50, (words, max(indents))  # descriptions start by column 50: at least 30 wide

@@ -21,10 +21,12 @@ from fastbfm.envs.user_reward import DEFAULT_TIMEOUT_S, set_reward_timeout
 from fastbfm.errors import FastBFMError
 from fastbfm.locks import folder_lock
 
+# Plain help (click's), not rich's framed tables: at 80 columns rich squeezed descriptions into 17.
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     help="Behavioral foundation models: collect reward-free data, pretrain, prompt zero-shot, fast-adapt.",
 )
 
@@ -669,7 +671,7 @@ def _report(source, videos, out, model, video_format, adapted_seed, seed, steps,
     _emit(payload, as_json, text)
 
 
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks: measured rates and ratios against baselines run alongside.")
+bench_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Benchmarks: measured rates and ratios against baselines run alongside.")
 app.add_typer(bench_app, name="bench")
 
 
