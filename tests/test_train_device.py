@@ -16,7 +16,8 @@ from fastbfm.bfm.checkpoint import load_model, read_json
 from fastbfm.bfm.device import resolve_device
 from fastbfm.bfm.fb import FBTrainConfig
 from fastbfm.bfm.step import GraphedStep, MetricSums, eager_step
-from fastbfm.bfm.train import LOCK, pretrain, run_lock
+from fastbfm.bfm.train import pretrain
+from fastbfm.locks import LOCK_FILE as LOCK, folder_lock
 from fastbfm.data.dataset import TorchTransitions
 from fastbfm.errors import FastBFMError
 
@@ -188,7 +189,7 @@ def test_allow_new_lr_continues_with_the_new_rates_as_a_new_segment(maze_dataset
 
 
 def _hold_lock(run_dir, ready, release):
-    with run_lock(run_dir):
+    with folder_lock(run_dir, "pretrain"):
         ready.set()
         release.wait(60)
 

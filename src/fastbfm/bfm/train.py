@@ -15,12 +15,9 @@ so the resumed log equals an uninterrupted run's row for row. A lock file stops 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
-import os
 import time
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -46,33 +43,14 @@ from fastbfm.bfm.metrics_log import METRICS_FILE, open_metrics_log, tensorboard_
 from fastbfm.data.dataset import load_dataset
 from fastbfm.envs.registry import domain_for_dims
 from fastbfm.errors import FastBFMError
+from fastbfm.locks import folder_lock
 from fastbfm.schemas import ModelConfigFile, TrainerStateFile, check_seed
 
-TRAINER_WEIGHTS, TRAINER_STATE, LOCK = "trainer.safetensors", "trainer.json", "pretrain.lock"
+TRAINER_WEIGHTS, TRAINER_STATE = "trainer.safetensors", "trainer.json"
 # Options that define a run: a resume must keep them (learning rates may change with allow_new_lr).
 LEARNING_RATES = ("lr_f", "lr_b", "lr_actor", "lr_sf", "lr_phi", "lr_proto")
 NOT_RUN_DEFINING = ("num_updates",)
 
-
-
-@contextmanager
-def run_lock(run_dir: Path):
-    """Hold ``pretrain.lock`` in the run folder for the duration: a second process is refused with the
-    holder's pid. An advisory ``flock``: the kernel releases it when its holder dies, even by kill -9,
-    so a lock left by a dead process is simply taken over."""
-    path = run_dir / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise FastBFMError(f"{run_dir} is being trained by another process (pid {holder}, lock {path}); wait for it or use another folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _run_options(algorithm, preset_name, seed, dataset_dir, dataset, model_config, train_config, log_every, init_from, resimulate) -> dict:
@@ -287,14 +265,14 @@ def pretrain(
     cuda_graphs = cuda_graphs is not False and device.type == "cuda"
     set_matmul_precision(device, tf32)
     algo = get_algorithm(algorithm)
-    dataset = load_dataset(dataset_dir, resimulate=resimulate)
-    overrides = dict(train_overrides or {})
-    if num_updates is not None:
-        overrides["num_updates"] = num_updates
-    model_config, train_config = preset(algorithm, preset_name, dataset.obs_dim, dataset.action_dim, **overrides)
+    # the lock first: a second writer is refused before it spends a minute loading the data
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir):
+    with folder_lock(run_dir, "pretrain"):
+        dataset = load_dataset(dataset_dir, resimulate=resimulate)
+        overrides = dict(train_overrides or {})
+        if num_updates is not None:
+            overrides["num_updates"] = num_updates
+        model_config, train_config = preset(algorithm, preset_name, dataset.obs_dim, dataset.action_dim, **overrides)
         return _pretrain_locked(
             dataset, dataset_dir, run_dir, algo, model_config, train_config, preset_name, seed, checkpoint_every, log_every,
             progress, meta, init_from, resimulate, device, max_minutes, tf32, bf16, cuda_graphs, allow_new_lr, tensorboard,
