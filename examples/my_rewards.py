@@ -9,6 +9,9 @@ They are also the rewards outside the reported tasks on which fastbfm chooses it
 
 from dm_control.utils import rewards
 
+from fastbfm.envs import Task
+from fastbfm.envs.point_mass_maze import reach_reward
+
 STAND_HEIGHT = 1.2
 WALK_SPEED = 1.0
 SPIN_SPEED = 5.0
@@ -41,3 +44,11 @@ def flip_forward(physics) -> float:
         -physics.named.data.subtree_angmom["torso"][1], bounds=(SPIN_SPEED, float("inf")), margin=SPIN_SPEED, value_at_margin=0, sigmoid="linear"
     )
     return _stand(physics) * (5 * spin + 1) / 6
+
+
+# Point-mass maze: reaching points other than the four tasks' room targets, with the tasks' own reward
+# shape (vectorised, so relabelling runs at the built-in tasks' speed).
+reach_top_left_corner = Task("point_mass_maze", "reach_top_left_corner", reach_reward((-0.25, 0.25)), "the top-left room's far corner")
+reach_top_right_corner = Task("point_mass_maze", "reach_top_right_corner", reach_reward((0.25, 0.25)), "the top-right room's far corner")
+reach_bottom_left_near = Task("point_mass_maze", "reach_bottom_left_near", reach_reward((-0.08, -0.08)), "the bottom-left room near the middle")
+reach_bottom_right_corner = Task("point_mass_maze", "reach_bottom_right_corner", reach_reward((0.25, -0.25)), "the bottom-right room's far corner")
