@@ -30,9 +30,10 @@ class EnsembleLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(ensemble_size, 1, features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # In x's dtype even under bf16 autocast (whose policy runs layer_norm in float32): the statistics
-        # are accumulated in float32 either way and the next matmul rounds to bf16, so float32 here only
-        # doubles the memory traffic of the widest tensors (measured: docs/bfms.md, "bf16 training").
+        if x.dtype == torch.float32:  # float32 as before bf16 training existed, bit for bit
+            return nn.functional.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+        # bf16 activations stay bf16 (autocast's policy would run layer_norm in float32): its statistics
+        # are accumulated in float32 either way and the next matmul rounds to bf16 anyway
         with torch.autocast(x.device.type, enabled=False):
             normed = nn.functional.layer_norm(x, x.shape[-1:])
             return torch.addcmul(self.bias.to(x.dtype), normed, self.weight.to(x.dtype))
