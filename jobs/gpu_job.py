@@ -234,10 +234,13 @@ def pack(job: Job, run: Path) -> None:
     job.save()
 
 
-# (least, most) of each numeric option, as the CLI bounds its own
+# (least, most) of each numeric option: the CLI's own bounds (fastbfm.schemas; a test checks they agree),
+# written out because the job checks them before it installs anything. --num-envs at most 1,000: a
+# collection round of 1,000-step episodes holds num_envs x 1,000 <= MAX_ROUND_STEPS steps.
+MAX_JOB_ENVS = 1000
 BOUNDS = {
     "seed": (0, 2**32 - 1), "total_minutes": (0.1, 600), "train_minutes": (0.1, 600), "max_updates": (1, 10**9),
-    "checkpoint_every": (1, 10**9), "collect_minutes": (0.1, 600), "collect_episodes": (1, 10**7), "num_envs": (1, 1024),
+    "checkpoint_every": (1, 10**9), "collect_minutes": (0.1, 600), "collect_episodes": (1, 10**6), "num_envs": (1, MAX_JOB_ENVS),
     "eval_episodes": (1, 1000), "threads": (1, 512),
 }  # fmt: skip
 STEPS = ("bench", "tests")
@@ -286,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=5000, help="updates between checkpoints")
     parser.add_argument("--collect-minutes", type=float, default=2.5, help="most collection time; then the whole rounds so far are kept")
     parser.add_argument("--collect-episodes", type=int, default=None, help="episodes to collect (default: the recipe's, 1M transitions)")
-    parser.add_argument("--num-envs", type=int, default=max(50, 8 * (os.cpu_count() or 1)),
+    parser.add_argument("--num-envs", type=int, default=min(MAX_JOB_ENVS, max(50, 8 * (os.cpu_count() or 1))),
                         help="simulations stepped together in collection (one MuJoCo thread per 8; default 8 x cores)")
     parser.add_argument("--data", default=None, help="use this dataset folder instead of collecting")
     parser.add_argument("--eval-episodes", type=int, default=50, help="zero-shot episodes per task (and for the random policy)")

@@ -137,7 +137,18 @@ def test_bad_job_options_are_one_line_before_anything_runs(tmp_path, args, words
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert all(w in lines[0] for w in words), lines[0]
     assert not (tmp_path / "OUT").exists()
-    assert gpu_job.BOUNDS  # the bounds live in one table
+
+
+
+def test_the_job_bounds_are_the_command_lines():
+    import gpu_job
+
+    from fastbfm import schemas
+
+    assert gpu_job.BOUNDS["seed"] == (0, schemas.MAX_SEED) and gpu_job.BOUNDS["max_updates"][1] == schemas.MAX_UPDATES
+    assert gpu_job.BOUNDS["collect_episodes"][1] == schemas.MAX_COLLECT_EPISODES
+    assert gpu_job.BOUNDS["eval_episodes"][1] == schemas.MAX_EVAL_EPISODES and gpu_job.BOUNDS["threads"][1] == 512
+    assert gpu_job.MAX_JOB_ENVS <= schemas.MAX_NUM_ENVS and gpu_job.MAX_JOB_ENVS * 1000 <= schemas.MAX_ROUND_STEPS
 
 
 def test_a_job_with_no_time_to_train_fails(tmp_path, maze_dataset_dir):

@@ -179,3 +179,16 @@ def test_a_grid_resumes_only_with_the_models_it_was_run_with(tmp_path):
     with pytest.raises(FastBFMError, match=rf"holds cells of another model named {model} \(weights {kept[str(model)][:16]}"):
         run_grid(tmp_path / "g", **args)
     assert (tmp_path / "g" / "results.json").read_text() == results
+
+
+def test_cells_of_a_method_whose_settings_changed_are_refused_not_mixed(tmp_path):
+    """Before: cmaes-lookahead cells scored the discounted way stayed beside new ones scored by return."""
+    args = dict(models=["maze-fb"], tasks=["point_mass_maze:reach_top_left"], methods=["cem-unsafe"], seeds=[0, 1], episodes=4,
+                eval_episodes=1, workers=1, progress=False)  # fmt: skip
+    run_grid(tmp_path / "g", **args)
+    cell = sorted((tmp_path / "g" / "cells").glob("*.json"))[0]
+    payload = json.loads(cell.read_text())
+    payload["result"]["config"]["sigma"] = 0.5  # as if written by a fastbfm whose default differed
+    cell.write_text(json.dumps(payload))
+    with pytest.raises(FastBFMError, match=r"ran cem-unsafe with other settings than this fastbfm's \(sigma 0.5 -> 0.1\)"):
+        run_grid(tmp_path / "g", **args)

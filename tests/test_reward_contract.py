@@ -42,6 +42,8 @@ def swallows(physics):
         return 1.0
 
 vector_shape = Task("point_mass_maze", "vector_shape", lambda fields: np.zeros(3))
+# infinite exactly where x = 0: at every state a simulation holds before it was ever set
+vector_inverse = Task("point_mass_maze", "vector_inverse", lambda fields: 1e-3 / np.abs(np.asarray(fields.qpos)[..., 0]))
 vector_text = Task("point_mass_maze", "vector_text", lambda fields: ["a"] * len(np.atleast_2d(fields.qpos)))
 '''
 
@@ -141,3 +143,20 @@ def test_through_the_cli_every_broken_reward_exits_1_with_one_line(rewards_modul
     code, err = run_cli([*ev, "--task", f"{rewards_module}:{name}"], monkeypatch, capsys)
     assert code == 1
     assert_one_line_error(code, err, f"contract_rewards:{name}", *words)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero")
+def test_a_vectorised_reward_is_checked_only_on_the_simulations_it_labels(rewards_module, maze_dataset_dir):
+    """Relabelling fewer states than a batch holds: the spare simulations hold no state (x = 0 here),
+    and their infinite rewards are not the user's error; a used one is, named with its samples."""
+    from fastbfm.data.dataset import load_dataset
+    from fastbfm.data.relabel import relabel
+
+    data = load_dataset(maze_dataset_dir)
+    task = get_task(f"{rewards_module}:vector_inverse")
+    rewards = relabel(task, data.next_physics[:10], data.action[:10])
+    assert rewards.shape == (10,) and np.isfinite(rewards).all()
+    states = data.next_physics[:10].copy()
+    states[3, 0] = 0.0
+    with pytest.raises(UserRewardError, match=r"returned inf on relabelled samples 0 to 9 \(simulation 3\)"):
+        relabel(task, states, data.action[:10])

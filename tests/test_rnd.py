@@ -105,3 +105,24 @@ def test_the_command_line_collects_with_rnd(tmp_path, monkeypatch, capsys):
     code, err = run_cli(["collect", "--explorer", "magic", "--out", tmp_path / "e"], monkeypatch, capsys)
     assert code == 1 and "unknown explorer" in err
     shutil.rmtree(tmp_path / "e", ignore_errors=True)
+
+
+@pytest.mark.parametrize("edit", ["garbage", "no checksum", "tensors", "stray"])
+def test_a_damaged_explorer_state_is_one_line(tmp_path, edit):
+    collect(_config(8), tmp_path / "d", progress=False)
+    state = tmp_path / "d" / "explorer-000002.json"
+    if edit == "garbage":
+        state.write_text("{not json")
+    elif edit == "no checksum":
+        meta = json.loads(state.read_text())
+        del meta["sha256"]
+        state.write_text(json.dumps(meta))
+    elif edit == "tensors":
+        state.with_suffix(".safetensors").write_bytes(b"0" * 64)
+    else:  # a stray file beside the states is left alone, not parsed as a round
+        (tmp_path / "d" / "explorer-old.json").write_text("{}")
+        collect(_config(12), tmp_path / "d", progress=False)
+        assert (tmp_path / "d" / "explorer-old.json").exists() and len(episode_files(tmp_path / "d")) == 12
+        return
+    with pytest.raises(FastBFMError):
+        collect(_config(12), tmp_path / "d", progress=False)

@@ -489,7 +489,10 @@ def sign(
     """Record the checksum of a checkpoint's weights that you vouch for (a checkpoint without one is refused)."""
     from fastbfm.bfm.checkpoint import sign_model
 
-    digest = sign_model(folder)
+    if not folder.is_dir():
+        raise FastBFMError(f"checkpoint not found: {folder}")
+    with folder_lock(folder, "sign"):  # not while pretrain rewrites the checkpoint
+        digest = sign_model(folder)
     _emit({"folder": str(folder), "sha256": digest}, as_json, f"signed {folder}: model.safetensors sha256 {digest}")
 
 

@@ -30,7 +30,7 @@ Schema = Callable[[Any, Path], Any]
 
 def write_failed(path: str | Path, error: BaseException) -> FastBFMError:
     """A failed write (a full disk, a read-only folder, a path under a file) as one line naming ``path``."""
-    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip().splitlines()[0] if str(error) else type(error).__name__
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else (str(error).strip().splitlines() or [type(error).__name__])[0]
     return FastBFMError(f"cannot write {path}: {reason}")
 
 
@@ -56,7 +56,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def write_json(path: str | Path, data: Any) -> None:

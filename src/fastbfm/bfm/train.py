@@ -284,6 +284,11 @@ def _pretrain_locked(
     progress, meta, init_from, resimulate, device, max_minutes, tf32, bf16, cuda_graphs, allow_new_lr, tensorboard,
 ) -> Path:  # fmt: skip
     algorithm = algo.name
+    if bf16 is None and (run_dir / TRAINER_STATE).exists():
+        # a resumed run keeps the precision it was trained in (another machine's default must not switch it)
+        history = read_json(run_dir / TRAINER_STATE, TrainerStateFile).get("history") or []
+        if history and history[-1].get("device") == (device_name(device) if device.type == "cuda" else "cpu"):
+            bf16 = str(history[-1].get("precision", "")).startswith("bf16")
     if bf16 is None:
         bf16 = default_bf16(device, model_config.hidden_dim)
     precision = "bf16" if bf16 else ("tf32" if tf32 and device.type == "cuda" else "fp32")

@@ -81,7 +81,7 @@ def _manifest_schema(data, path: Path) -> dict:
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         raise FastBFMError(f"unsupported dataset manifest {path}: expected format_version {FORMAT_VERSION}")
     validate(path, data, ManifestFile, "corrupt dataset manifest")
-    if data.get("digest") is not None and data["digest"] != files_digest(data["files"]):
+    if data.get("digest") is not None and data["digest"] != files_digest(data.get("files") or {}):
         raise FastBFMError(f"corrupt dataset manifest {path}: its digest does not match its files' checksums")
     return data
 

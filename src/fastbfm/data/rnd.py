@@ -18,7 +18,6 @@ each round's random numbers derive from the seed and the round's index.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from torch import nn
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Domain
 from fastbfm.errors import FastBFMError
-from fastbfm.io import load_tensors, save_tensors, write_json
+from fastbfm.io import load_tensors, read_json, save_tensors, write_json
 
 STATE_PREFIX = "explorer-"
 
@@ -304,7 +303,8 @@ class RNDExplorer:
         write_json(stem.with_suffix(".json"), {"rounds": rounds, "transitions": self.transitions, "debt": self.debt, "param_groups": groups,
                                                "config": asdict(self.config), "sha256": digest})  # fmt: skip
         for old in folder.glob(f"{STATE_PREFIX}*.json"):
-            if int(old.stem[len(STATE_PREFIX):]) < rounds - 1:
+            index = old.stem[len(STATE_PREFIX):]
+            if index.isdigit() and int(index) < rounds - 1:
                 old.unlink()
                 old.with_suffix(".safetensors").unlink(missing_ok=True)
 
@@ -314,23 +314,27 @@ class RNDExplorer:
         if not stem.with_suffix(".json").is_file():
             raise FastBFMError(f"{folder} holds {rounds} rounds of an RND collection but not the explorer's state after them "
                                f"({stem.name}.json): collect into a new folder")  # fmt: skip
-        meta = json.loads(stem.with_suffix(".json").read_text())
-        if meta.get("config") != asdict(self.config):
-            raise FastBFMError(f"{stem}.json was saved by an explorer with other settings: collect into a new folder")
-        tensors = load_tensors(stem.with_suffix(".safetensors"), meta["sha256"], what="explorer state")
-        for name, module in self._modules().items():
-            module.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
-        self.rnd.obs_stats.load(tensors, "obs_stats")
-        self.rnd.reward_stats.load(tensors, "reward_stats")
-        for name, opt in self._optimizers().items():
-            prefix = f"optim.{name}."
-            state: dict[int, dict] = {}
-            for key, value in tensors.items():
-                if key.startswith(prefix):
-                    i, field = key[len(prefix):].split(".", 1)
-                    state.setdefault(int(i), {})[field] = value
-            opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
-        self.debt = float(meta["debt"])
+        meta = read_json(stem.with_suffix(".json"), what="explorer state")
+        if not isinstance(meta, dict) or meta.get("config") != asdict(self.config) or meta.get("rounds") != rounds or not isinstance(meta.get("sha256"), str):
+            raise FastBFMError(f"{stem}.json is not this explorer's state after {rounds} rounds (other settings, or a foreign file): "
+                               "collect into a new folder")  # fmt: skip
+        tensors = load_tensors(stem.with_suffix(".safetensors"), meta.get("sha256"), what="explorer state")
+        try:
+            for name, module in self._modules().items():
+                module.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")})
+            self.rnd.obs_stats.load(tensors, "obs_stats")
+            self.rnd.reward_stats.load(tensors, "reward_stats")
+            for name, opt in self._optimizers().items():
+                prefix = f"optim.{name}."
+                state: dict[int, dict] = {}
+                for key, value in tensors.items():
+                    if key.startswith(prefix):
+                        i, field = key[len(prefix):].split(".", 1)
+                        state.setdefault(int(i), {})[field] = value
+                opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
+            self.debt = float(meta["debt"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise FastBFMError(f"corrupt explorer state {stem}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
 
 
 def _frozen_copy(module: nn.Module) -> nn.Module:

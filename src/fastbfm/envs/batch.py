@@ -15,7 +15,7 @@ import mujoco.batch
 import numpy as np
 
 from fastbfm.envs.registry import Domain, Task, get_domain
-from fastbfm.envs.user_reward import UserReward, UserRewardError, UserVectorReward
+from fastbfm.envs.user_reward import UserReward, UserRewardError, UserVectorReward, check_finite_rewards
 from fastbfm.errors import FastBFMError
 from fastbfm.schemas import MAX_BATCH_ENVS
 
@@ -118,24 +118,28 @@ class BatchedEnv:
         self.sim_seconds += time.perf_counter() - start
         return obs, rewards
 
-    def rewards(self, task: Task, n: int | None = None) -> np.ndarray:
-        """Rewards of ``task`` at the current data of the first ``n`` simulations."""
+    def rewards(self, task: Task, n: int | None = None, where: str | None = None) -> np.ndarray:
+        """Rewards of ``task`` at the current data of the first ``n`` simulations (``where``: what they
+        are, for errors; default: this step)."""
         n = self.num_envs if n is None else n
+        where = where or f"at step {self.t}"
         if task.vectorized:
             rewards = np.asarray(task.reward(self.fields), dtype=np.float64)
+            user = isinstance(task.reward, UserVectorReward)
             if rewards.shape != (self.num_envs,):
-                name = task.reward.name if isinstance(task.reward, UserVectorReward) else task.full_name
                 raise UserRewardError(
-                    f"the reward {name} returned shape {rewards.shape} for {self.num_envs} simulations; "
-                    "a vectorised reward returns one value per simulation"
+                    f"the reward {task.reward.name if user else task.full_name} returned shape {rewards.shape} for {self.num_envs} "
+                    "simulations; a vectorised reward returns one value per simulation"
                 )
+            if user:
+                check_finite_rewards(rewards[:n], task.reward.name, where)
             return rewards[:n].copy()
         data = self._physics.data.ptr
         user = isinstance(task.physics_reward, UserReward)
         out = np.empty(n)
         for i in range(n):
             self.batch.get_data(i, data)
-            out[i] = task.physics_reward(self._physics, f"at step {self.t} of simulation {i}") if user else task.physics_reward(self._physics)
+            out[i] = task.physics_reward(self._physics, f"{where} of simulation {i}") if user else task.physics_reward(self._physics)
         return out
 
     def relabel(self, task: Task, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -147,5 +151,5 @@ class BatchedEnv:
             self._write_state(states[chunk], n)
             self.fields.ctrl[:n] = actions[chunk]
             self.batch.forward(ids=np.arange(n), stage=mujoco.mjtStage.mjSTAGE_VEL)
-            out[chunk] = self.rewards(task, n)
+            out[chunk] = self.rewards(task, n, where=f"on relabelled samples {start} to {start + n - 1}")
         return out

@@ -9,6 +9,7 @@ from dm_control.rl import control
 from dm_control.suite import base
 
 from fastbfm.envs.registry import Domain, Task, get_domain, get_task
+from fastbfm.envs.user_reward import UserVectorReward, finite_real
 
 
 class StateSamplerTask(base.Task):
@@ -41,6 +42,9 @@ def reference_task(task: Task, random=None) -> base.Task:
     if task.physics_reward is not None:
         fn = task.physics_reward
         dm_task.get_reward = lambda physics: float(fn(physics))
+    elif isinstance(task.reward, UserVectorReward):  # a user's: the contract, at the episode's clock
+        reward = task.reward
+        dm_task.get_reward = lambda physics: finite_real(reward(physics.data), reward.name, f"at t = {float(physics.data.time):.3f} s")
     else:
         reward = task.reward
         dm_task.get_reward = lambda physics: float(reward(physics.data))

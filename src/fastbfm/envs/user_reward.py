@@ -29,7 +29,7 @@ def _timeout_from_environment() -> float | None:
         seconds = float(os.environ.get("FASTBFM_REWARD_TIMEOUT", DEFAULT_TIMEOUT_S))
     except ValueError:
         seconds = DEFAULT_TIMEOUT_S
-    return seconds if 0 < seconds < 1e6 else (None if seconds == 0 else DEFAULT_TIMEOUT_S)
+    return seconds if 0 < seconds <= 1e6 else (None if seconds == 0 else DEFAULT_TIMEOUT_S)
 
 
 _timeout_s: float | None = _timeout_from_environment()
@@ -48,7 +48,7 @@ def set_reward_timeout(seconds: float | None) -> None:
     SIGALRM, so only in the main thread on POSIX, and only between Python bytecodes: a reward stuck inside
     one long C call is stopped when that call returns."""
     global _timeout_s
-    if seconds is not None and not 0 <= seconds < 1e6:
+    if seconds is not None and not 0 <= seconds <= 1e6:
         raise FastBFMError(f"the reward time limit must be a number of seconds from 0 to 1e6, got {seconds}")
     _timeout_s = seconds or None
 
@@ -142,7 +142,8 @@ class UserReward:
 @dataclass(frozen=True)
 class UserVectorReward:
     """A user's vectorised ``reward(fields)`` (a :class:`~fastbfm.envs.Task` in their module) under the
-    contract: one finite real number per simulation."""
+    contract: real numbers, one per simulation; the caller checks that those it uses are finite
+    (:func:`check_finite_rewards`: simulations a batch does not use may hold no state)."""
 
     fn: Callable[[Any], Any]
     name: str
@@ -150,9 +151,13 @@ class UserVectorReward:
     def __call__(self, fields) -> np.ndarray:
         value = call_user_code(self.name, self.fn, (fields,))
         try:
-            rewards = np.asarray(value, dtype=np.float64)
+            return np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
             raise UserRewardError(f"the reward {self.name} returned {_short(value)}; a vectorised reward returns one finite real number per simulation") from None
-        if not np.isfinite(rewards).all():
-            raise UserRewardError(f"the reward {self.name} returned a non-finite value ({_short(value)}); rewards must be finite real numbers")
-        return rewards
+
+
+def check_finite_rewards(rewards: np.ndarray, name: str, where: str) -> None:
+    """Rewards of the simulations used (1-D), finite; else one line naming the first bad one."""
+    bad = np.flatnonzero(~np.isfinite(rewards))
+    if bad.size:
+        raise UserRewardError(f"the reward {name} returned {rewards[bad[0]]} {where} (simulation {bad[0]}): a reward must be one finite real number per step")

@@ -13,6 +13,7 @@ Cells run on a local process pool, or as Ray tasks on a cluster given its addres
 from __future__ import annotations
 
 import functools
+import json
 import multiprocessing
 import os
 import threading
@@ -259,6 +260,7 @@ def _run_grid(out: Path, cells: list[GridCell], models: list[str], episodes: int
     budget = {"episodes": episodes, "eval_episodes": eval_episodes, "eval_every": eval_every}
     _check_budget(out, budget if discount is None else {**budget, "discount": discount})
     _check_models(out, models)
+    _check_cell_settings(out, cells, episodes, eval_episodes, eval_every)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     todo = [c for c in cells if not (out / "cells" / c.file_name).is_file()]
     if todo and not ray_address:  # the workers only load the datasets: collecting one is said here, once
@@ -328,6 +330,24 @@ def _check_budget(out: Path, budget: dict) -> None:
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_json(path, budget)
+
+
+def _check_cell_settings(out: Path, cells: list[GridCell], episodes: int, eval_episodes: int, eval_every: float) -> None:
+    """Finished cells of a method whose settings changed since (a new default of this fastbfm) are
+    refused, not mixed with new ones: each cell keeps the config it ran with."""
+    wanted: dict[str, dict] = {}
+    for cell in cells:
+        path = out / "cells" / cell.file_name
+        if cell.method in (ZERO_SHOT, ORACLE) or not path.is_file():
+            continue
+        if cell.method not in wanted:
+            config = {k: v for k, v in asdict(method_config(cell.method, episodes, eval_episodes, eval_every)).items() if k != "seed"}
+            wanted[cell.method] = json.loads(json.dumps(config))
+        kept = read_json(path, checker(GridCellFile, "corrupt grid cell"), what="grid cell")["result"].get("config")
+        if kept is not None and kept != wanted[cell.method]:
+            changed = [f"{k} {kept.get(k)!r} -> {v!r}" for k, v in wanted[cell.method].items() if kept.get(k) != v]
+            raise FastBFMError(f"{path} ran {cell.method} with other settings than this fastbfm's ({'; '.join(changed) or 'other fields'}): "
+                               "use another --out, or rerun there with the fastbfm that wrote it")  # fmt: skip
 
 
 def _check_models(out: Path, models: list[str]) -> None:

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 from fastbfm import __version__  # noqa: E402
 from fastbfm.adapt.methods import label  # noqa: E402
+from fastbfm.io import write_text  # noqa: E402
 from fastbfm.report.run import RESULTS, VIDEOS, load_run, result_method, results_path, video_name  # noqa: E402
 
 MIME = {".png": "image/png", ".gif": "image/gif", ".mp4": "video/mp4"}
@@ -244,7 +245,5 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, video_notes
     out = Path(out) if out is not None else source.parent / "report.html"
     text = build_report(source, video_notes)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    write_text(out, text)  # a temporary file of its own, renamed into place
     return out

@@ -9,6 +9,7 @@ GIFs need only Pillow; MP4 needs ``imageio-ffmpeg`` (``pip install 'fastbfm[vide
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -133,7 +134,17 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 25) -> Pa
     if not frames:
         raise FastBFMError("no frames to write")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{suffix}")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{suffix}")  # one per writer; the suffix tells the format
+    try:
+        _write_frames(frames, tmp, suffix, fps)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_frames(frames: list[np.ndarray], tmp: Path, suffix: str, fps: int) -> None:
     if suffix == ".gif":
         # One shared palette: per-frame palettes flicker and cost more bytes.
         first = Image.fromarray(frames[0]).quantize(colors=255, method=Image.Quantize.MEDIANCUT)
@@ -154,8 +165,6 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: int = 25) -> Pa
         for f in frames:
             writer.send(np.ascontiguousarray(np.pad(f, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")))
         writer.close()
-    tmp.replace(path)
-    return path
 
 
 def before_after(model: BFM, result: dict, adapted_seed: int | None = None, dataset: Callable | None = None) -> dict[str, torch.Tensor]:
