@@ -16,18 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from runlog import append_row, read_rows, run_fastbfm
 
 from fastbfm.envs import list_tasks
 
-
-def _run(*args: str) -> str:
-    done = subprocess.run(["fastbfm", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"fastbfm {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    return done.stdout
 
 
 def main() -> None:
@@ -44,7 +38,7 @@ def main() -> None:
     tasks = [t for t in list_tasks() if t.split(":")[0] == a.domain] + a.task
     a.runs.mkdir(parents=True, exist_ok=True)
     log = a.runs / "results.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    rows = read_rows(log)
     done = {(r["domain"], r["preset"], r["updates"], r["seed"], r["precision"]) for r in rows}
     for seed in a.seeds:
         for precision in ("fp32", "bf16"):
@@ -53,18 +47,16 @@ def main() -> None:
                 continue
             run = a.runs / f"{a.domain}-{a.preset}-{a.updates}-s{seed}-{precision}"
             flag = "--bf16" if precision == "bf16" else "--no-bf16"
-            _run("pretrain", "--data", a.data, "--out", str(run), "--preset", a.preset, "--updates", str(a.updates),
+            run_fastbfm("pretrain", "--data", a.data, "--out", str(run), "--preset", a.preset, "--updates", str(a.updates),
                  "--seed", str(seed), "--threads", "1", flag, "-q", "--json")  # fmt: skip
             meta = json.loads((run / "config.json").read_text())["meta"]
             task_args = [x for t in tasks for x in ("--task", t)]
-            result = json.loads(_run("eval", "--model", str(run), *task_args, "--data", a.data, "--episodes", str(a.episodes), "--json"))
+            result = json.loads(run_fastbfm("eval", "--model", str(run), *task_args, "--data", a.data, "--episodes", str(a.episodes), "--json"))
             row = {"domain": a.domain, "preset": a.preset, "updates": a.updates, "seed": seed, "precision": precision,
                    "wall_time_s": meta["wall_time_s"], "returns": {r["task"]: r["zero_shot"] for r in result["results"]},
                    "random": {r["task"]: r["random"] for r in result["results"]}}  # fmt: skip
-            with log.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_row(log, row)
             rows.append(row)
-            print(json.dumps(row), flush=True)
     mine = [r for r in rows if (r["domain"], r["preset"], r["updates"]) == (a.domain, a.preset, a.updates)]
     by = {(r["seed"], r["precision"]): r for r in mine}
     seeds = sorted({s for s, _ in by if (s, "fp32") in by and (s, "bf16") in by})

@@ -24,10 +24,10 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from runlog import append_row, read_rows, run_fastbfm
 
 import torch
 from tqdm import tqdm
@@ -38,12 +38,6 @@ from fastbfm.data.dataset import load_dataset
 from fastbfm.envs import list_tasks
 
 
-
-def _fastbfm(*args: str) -> str:
-    done = subprocess.run(["fastbfm", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"fastbfm {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    return done.stdout
 
 
 def train_metamotivo(data_dir: Path, out: Path, preset_name: str, updates: int, seed: int, discount: float) -> float:
@@ -95,7 +89,7 @@ def main() -> None:
     tasks = [t for t in list_tasks() if t.split(":")[0] == a.domain] + a.task
     a.runs.mkdir(parents=True, exist_ok=True)
     log = a.runs / "results.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    rows = read_rows(log)
     setting = (a.domain, a.preset, a.updates, a.discount)
     done = {(r["domain"], r["preset"], r["updates"], r["discount"], r["seed"], r["implementation"]) for r in rows}
     for seed in a.seeds:
@@ -104,7 +98,7 @@ def main() -> None:
                 continue
             run = a.runs / f"{a.domain}-{a.preset}-{a.updates}-g{a.discount}-s{seed}-{implementation}"
             if implementation != "metamotivo":
-                _fastbfm("pretrain", "--data", str(a.data), "--out", str(run), "--preset", a.preset, "--updates", str(a.updates),
+                run_fastbfm("pretrain", "--data", str(a.data), "--out", str(run), "--preset", a.preset, "--updates", str(a.updates),
                          "--seed", str(seed), "--threads", "1", "--discount", str(a.discount), "-q", "--json")  # fmt: skip
                 wall = json.loads((run / "config.json").read_text())["meta"]["wall_time_s"]
             elif (run / "wall_time_s").exists():
@@ -112,15 +106,13 @@ def main() -> None:
             else:
                 wall = train_metamotivo(a.data, run, a.preset, a.updates, seed, a.discount)
             task_args = [x for t in tasks for x in ("--task", t)]
-            result = json.loads(_fastbfm("eval", "--model", str(run), *task_args, "--data", str(a.data), "--episodes", str(a.episodes), "--json"))
+            result = json.loads(run_fastbfm("eval", "--model", str(run), *task_args, "--data", str(a.data), "--episodes", str(a.episodes), "--json"))
             row = {"domain": a.domain, "preset": a.preset, "updates": a.updates, "discount": a.discount, "seed": seed,
                    "implementation": implementation, "wall_time_s": wall, "episodes": a.episodes,
                    "returns": {r["task"]: r["zero_shot"] for r in result["results"]},
                    "random": {r["task"]: r["random"] for r in result["results"]}}  # fmt: skip
-            with log.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_row(log, row)
             rows.append(row)
-            print(json.dumps(row), flush=True)
     by = {(r["seed"], r["implementation"]): r for r in rows if (r["domain"], r["preset"], r["updates"], r["discount"]) == setting}
     labels = sorted({i for _, i in by if i != "metamotivo"})
     seeds = sorted({s for s, _ in by if all((s, i) in by for i in [*labels, "metamotivo"])})

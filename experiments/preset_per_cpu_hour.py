@@ -19,16 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
+from runlog import append_row, read_rows, run_fastbfm
 
-def _run(*args: str) -> str:
-    done = subprocess.run(["fastbfm", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"fastbfm {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-    return done.stdout
 
 
 def main() -> None:
@@ -45,7 +39,7 @@ def main() -> None:
     a = p.parse_args()
     a.runs.mkdir(parents=True, exist_ok=True)
     log = a.runs / "results.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    rows = read_rows(log)
     done = {(r["domain"], r["preset"], r["seed"], r["minutes"]) for r in rows}
     for preset in a.preset:
         for seed in a.seeds:
@@ -57,18 +51,16 @@ def main() -> None:
                 if (run / "config.json").exists():
                     trained = json.loads((run / "config.json").read_text())["meta"].get("wall_time_s", 0.0) / 60
                 extra = ["--discount", str(a.discount)] if a.discount is not None else []
-                _run("pretrain", "--data", a.data, "--out", str(run), "--preset", preset, "--updates", "1000000000", "--seed", str(seed),
+                run_fastbfm("pretrain", "--data", a.data, "--out", str(run), "--preset", preset, "--updates", "1000000000", "--seed", str(seed),
                      "--threads", "1", "--max-minutes", f"{max(minutes - trained, 0.01):.3f}", *extra, "-q", "--json")  # fmt: skip
                 meta = json.loads((run / "config.json").read_text())["meta"]
                 task_args = [x for t in a.task for x in ("--task", t)]
-                result = json.loads(_run("eval", "--model", str(run), *task_args, "--data", a.data, "--episodes", str(a.episodes), "--json"))
+                result = json.loads(run_fastbfm("eval", "--model", str(run), *task_args, "--data", a.data, "--episodes", str(a.episodes), "--json"))
                 row = {"domain": a.domain, "preset": preset, "seed": seed, "minutes": minutes, "updates": meta["updates"],
                        "wall_time_s": meta["wall_time_s"], "precision": meta["history"][-1]["precision"],
                        "returns": {r["task"]: r["zero_shot"] for r in result["results"]}}  # fmt: skip
-                with log.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                append_row(log, row)
                 rows.append(row)
-                print(json.dumps(row), flush=True)
     print(f"\n{a.domain}: mean return over {len(a.task)} tasks outside the 16, mean over seeds +- standard error")
     print(f"{'preset':8s} {'minutes':>8s} {'updates':>9s} {'precision':>9s} {'return':>16s}")
     for preset in a.preset:
