@@ -503,3 +503,25 @@ def test_a_latent_of_the_wrong_size_in_results_is_one_line(tmp_path, monkeypatch
     (tmp_path / "run" / "results.json").write_text(json.dumps({"model": "maze-fb", "results": [result]}))
     code, err = run_cli(["render", "--z-from", tmp_path / "run", "--out", tmp_path / "x.gif", "--steps", 2, "-q"], monkeypatch, capsys)
     assert_one_line_error(code, err, "has 3 values, the model's latents 50")
+
+
+def test_a_run_folder_whose_model_path_now_holds_another_model_is_refused(tmp_path, small_dataset, monkeypatch, capsys):
+    """Before: `render --z-from RUN` rendered the run's latents with whatever model its path held now."""
+    import shutil
+
+    def write_model(seed):
+        torch.manual_seed(seed)
+        shutil.rmtree(tmp_path / "model", ignore_errors=True)
+        return save_model(FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=8, hidden_dim=16, backward_hidden_dim=16)), tmp_path / "model",
+                          meta={"train": {"discount": 0.99}})  # fmt: skip
+
+    model, run = write_model(0), tmp_path / "run"
+    code, err = run_cli(["adapt", "--model", model, "--task", MAZE, "--method", "lola", "--no-safe", "--episodes", 1, "--seeds", 1,
+                         "--eval-episodes", 1, "--data", small_dataset, "--out", run, "-q"], monkeypatch, capsys)  # fmt: skip
+    assert code == 0, err
+    render = ["render", "--z-from", run, "--out", tmp_path / "x.gif", "--steps", 2, "-q"]
+    code, err = run_cli(render, monkeypatch, capsys)
+    assert code == 0, err
+    write_model(1)  # another model at the same path
+    code, err = run_cli([*render[:-1], "--data", small_dataset, "-q"], monkeypatch, capsys)
+    assert_one_line_error(code, err, "was adapted with other weights than", str(model))

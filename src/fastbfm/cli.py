@@ -335,7 +335,10 @@ def adapt(
             plot_adaptation_curves(curves, plot, method=registry.label(method))
         payload = {"model": model, "results": results}
         if out:
+            from fastbfm.models import model_digest
             from fastbfm.report.run import write_run
+
+            payload["model_digest"] = model_digest(model)
 
             plot_adaptation_curves({r["task"]: [(r["episodes"], c) for c in r["curves"]] for r in results},
                                    out / "adaptation_curves.png", method=registry.label(method))
@@ -565,7 +568,7 @@ def _render(out, model, z_from, task, method, adapted_seed, evolution, at, seed,
             resimulate, device, as_json, quiet) -> None:  # fmt: skip
     from fastbfm.data import ensure_dataset
     from fastbfm.envs import get_task
-    from fastbfm.report.run import load_run, pick_result
+    from fastbfm.report.run import check_same_model, load_run, pick_result
     from fastbfm.report.video import before_after, render_latents, write_video, zero_shot_latent
     from fastbfm.report.video import evolution as evolution_latents
 
@@ -582,6 +585,7 @@ def _render(out, model, z_from, task, method, adapted_seed, evolution, at, seed,
         model = model or run.get("model")
         if model is None:
             raise FastBFMError(f"'{z_from}' names no model: give --model")
+        check_same_model(run, model, z_from)
         bfm = _load(model, [get_task(result["task"])], device=device)
         domain = get_task(result["task"]).domain
         if evolution:
@@ -638,7 +642,7 @@ def report(
 def _report(source, videos, out, model, video_format, adapted_seed, seed, steps, every, fps, width, height, camera, data, as_json, quiet) -> None:
     from fastbfm.envs import get_task
     from fastbfm.report.html import find_videos, write_report
-    from fastbfm.report.run import VIDEOS, has_latents, load_run, result_method
+    from fastbfm.report.run import VIDEOS, check_same_model, has_latents, load_run, result_method
     from fastbfm.data import ensure_dataset
     from fastbfm.report.video import EVOLUTION_AT, before_after, evolution, render_latents, video_name, write_video
 
@@ -648,6 +652,7 @@ def _report(source, videos, out, model, video_format, adapted_seed, seed, steps,
         name = model or run.get("model")
         if name is None:
             raise FastBFMError(f"'{source}' names no model: give --model")
+        check_same_model(run, name, source.parent)
         bfm = _load(name, [get_task(r["task"]) for r in run["results"]])
         for r in run["results"]:
             if not has_latents(r):

@@ -268,6 +268,7 @@ class Result(_Open):
 
 class RunResultsFile(_Open):
     model: Optional[Name] = None
+    model_digest: Optional[Sha256] = None
     results: Annotated[list[Result], Field(min_length=1)]
 
 

@@ -73,6 +73,20 @@ def load_run(path: str | Path) -> dict:
     return read_json(results_path(path), _run_schema, what="run results")
 
 
+def check_same_model(run: dict, model: str, where: str | Path) -> None:
+    """The model about to render a run's latents is the one it adapted: the digest of its weights, which
+    ``adapt --out`` records in results.json, must match (a path may hold another model since)."""
+    recorded = run.get("model_digest")
+    if recorded is None:
+        return
+    from fastbfm.models import model_digest
+
+    now = model_digest(model)
+    if now != recorded:
+        raise FastBFMError(f"{where} was adapted with other weights than {model} holds now (digest {recorded[:16]}... then, "
+                           f"{now[:16]}... now): its latents mean nothing to that model")  # fmt: skip
+
+
 def pick_result(payload: dict, task: str | None, method: str | None = None) -> dict:
     """The one result of ``task`` (and ``method``); either may be left out when only one result fits."""
     fits = [r for r in payload["results"] if (task is None or r["task"] == task) and (method is None or result_method(r) == method)]
