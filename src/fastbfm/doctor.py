@@ -34,14 +34,12 @@ def checks(render: bool = True) -> list[dict]:
     from fastbfm.bfm.device import BF16_MIN_WIDTH, cpu_vector_extensions, native_bf16
 
     cpu = torch.device("cpu")
-    extensions = ", ".join(cpu_vector_extensions()) or "none found"
+    extensions = cpu_vector_extensions()
     if native_bf16(cpu):
-        precision = (
-            f"native bf16 ({extensions}): pretrain trains networks {BF16_MIN_WIDTH} or more wide in bf16 by default "
-            "(--no-bf16: float32), narrower ones in float32 (--bf16: bf16)"
-        )
+        shown = ", ".join(e for e in extensions if "bf16" in e)
+        precision = f"native bf16 ({shown}): bf16 for networks {BF16_MIN_WIDTH}+ wide, else float32"
     else:
-        precision = f"no native bf16 ({extensions}): pretrain trains in float32 (--bf16 would be emulated and slower)"
+        precision = f"no native bf16 ({', '.join(extensions) or 'no AVX found'}): float32"
     add("CPU training precision", True, precision, "")
     gl = os.environ.get("MUJOCO_GL")
     add("MUJOCO_GL", gl in ("egl", "osmesa", "glfw"), gl or "unset (fastbfm sets egl on import)",
