@@ -31,6 +31,38 @@ def test_shapes_and_protocol():
     assert model.infer_from_goal(obs[0]).shape == (8,)
 
 
+def test_initialisation_is_orthogonal_per_member_with_zero_biases():
+    from fastbfm.bfm.nn import EnsembleLinear
+
+    model = _model()
+    for net, gain in ((model.forward_map, 2**0.5), (model.backward_map, 1.0), (model.actor, 1.0)):
+        layers = [m for m in net.modules() if isinstance(m, EnsembleLinear)]
+        assert layers
+        for layer in layers:
+            assert torch.equal(layer.bias, torch.zeros_like(layer.bias))
+            for w in layer.weight:  # (in, out): orthonormal columns or rows, times the gain
+                small = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+                torch.testing.assert_close(small, gain**2 * torch.eye(small.shape[0]), atol=1e-5, rtol=0)
+    a, b = model.forward_map.embed_x[0].weight  # the two ensemble members differ
+    assert not torch.allclose(a, b)
+
+
+def test_noisy_actions_are_clamped_but_pass_the_gradient_through():
+    model = _model()
+    obs, z = torch.randn(64, 4), model.sample_z(64)
+    model.actor.requires_grad_(True)
+
+    def actor_gradient(action):
+        model.actor.zero_grad(set_to_none=True)
+        action.sum().backward()
+        return torch.cat([p.grad.flatten() for p in model.actor.parameters()])
+
+    noisy = model.act(obs, z, mean=False, noise=100.0, clip=100.0)  # nearly every sample past a bound
+    assert noisy.abs().max() <= 1 and (noisy.abs() == 1).float().mean() > 0.9
+    # the noise is a constant shift: the same gradient as the mean action's, clamped or not
+    torch.testing.assert_close(actor_gradient(noisy), actor_gradient(model.act(obs, z)))
+
+
 def test_reward_inference_is_invariant_to_positive_scaling_and_rejects_zero_rewards():
     model = _model()
     obs, r = torch.randn(100, 4), torch.rand(100)

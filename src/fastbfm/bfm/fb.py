@@ -9,6 +9,8 @@ Choices where the reference codebases differ (anchors.md section 7), each a conf
 - orthonormality loss at Meta Motivo's scale (1/2 off-diagonal, 1 diagonal), weight 1;
 - training latents: half Gaussian directions on the sqrt(d) sphere, half B(s') of shuffled batch
   states (Meta Motivo uses s', the others s);
+- initialisation: orthogonal weights and zero biases, F's layers at ReLU gain, B's and the actor's at
+  gain 1 (Meta Motivo);
 - one learning rate for F, B and actor (Meta Motivo's maze setting of 1e-6 for B and actor is meant
   for a 3M-update budget, far beyond a CPU preset).
 """
@@ -23,7 +25,7 @@ from torch import nn
 
 from fastbfm.bfm.device import adam_options
 from fastbfm.bfm.losses import actor_loss, aggregate, fb_loss, orthonormality_loss
-from fastbfm.bfm.nn import TwoStreamNet, mlp, project_to_sphere, soft_update
+from fastbfm.bfm.nn import TwoStreamNet, mlp, orthogonal_init_, project_to_sphere, soft_update
 from fastbfm.bfm.protocol import ForwardBackwardInference, NormalizedLatentPolicy, check_reward_embedding, check_reward_samples
 
 
@@ -81,6 +83,10 @@ class FBModel(NormalizedLatentPolicy, ForwardBackwardInference, nn.Module):
         )
         self.backward_map = mlp(config.obs_dim, [config.backward_hidden_dim] * 2, config.z_dim, ensemble_size=1)
         self.actor = TwoStreamNet(config.obs_dim, 0, config.z_dim, config.hidden_dim, config.action_dim, 1)
+        # Meta Motivo's: F's layers at ReLU gain; B and the actor at gain 1
+        orthogonal_init_(self.forward_map, nn.init.calculate_gain("relu"))
+        orthogonal_init_(self.backward_map, 1.0)
+        orthogonal_init_(self.actor, 1.0)
         # Fixed per-dimension affine input normalisation from the training data (saved with the weights):
         # the maze's positions span only +-0.3 m and velocities +-0.1 m/s, too small for a sharp B.
         self.register_buffer("obs_mean", torch.zeros(config.obs_dim))

@@ -130,7 +130,10 @@ class NormalizedLatentPolicy(LatentSampling):
         if mean:
             return action
         eps = torch.randn(action.shape, generator=generator, device=action.device) * noise
-        return (action + eps.clamp(-clip, clip)).clamp(-1, 1)
+        noisy = action + eps.clamp(-clip, clip)
+        # the clamp's value with the identity's gradient (Meta Motivo): the actor still learns from
+        # samples whose noise pushed past a bound
+        return noisy + (noisy.clamp(-1, 1) - noisy).detach()
 
     def project(self, z):
         return project_to_sphere(z)
