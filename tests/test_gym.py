@@ -6,6 +6,7 @@ from gymnasium.utils.env_checker import check_env
 
 import fastbfm.gym as fgym
 from fastbfm.bfm.fb import FBModel, FBModelConfig
+from tests.model_helpers import with_random_biases
 
 
 def test_every_task_is_registered():
@@ -68,7 +69,7 @@ def test_every_adapter_runs_on_a_gymnasium_environment(method):
     from fastbfm.adapt.zero_shot import TaskPrompt
 
     torch.manual_seed(0)
-    model = FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=6, hidden_dim=16, backward_hidden_dim=16))
+    model = with_random_biases(FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=6, hidden_dim=16, backward_hidden_dim=16)))
     model.discount = 0.99  # an untrained model has none; LoLA bootstraps with it
     w = torch.tensor([1.0, -1.0, 0.5, 0.0, 0.0, 2.0])
     adapter = _adapters(model, TaskPrompt(z=model.project(w), w=w, num_samples=1, num_rewarded=1))[method]

@@ -7,6 +7,7 @@ from fastbfm.adapt.zero_shot import TaskPrompt
 from fastbfm.bfm.fb import FBModel, FBModelConfig
 from fastbfm.envs import get_task
 from fastbfm.errors import FastBFMError
+from tests.model_helpers import with_random_biases
 
 
 def test_posterior_recovers_the_true_weights_and_samples_its_own_covariance():
@@ -31,7 +32,7 @@ def test_posterior_with_no_data_is_the_prior():
 @pytest.mark.parametrize("rule", ["thompson", "ucb"])
 def test_opti_respects_its_budget_and_is_reproducible_in_lockstep(rule):
     torch.manual_seed(0)
-    model = FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=6, hidden_dim=16, backward_hidden_dim=16))
+    model = with_random_biases(FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=6, hidden_dim=16, backward_hidden_dim=16)))
     task = get_task("point_mass_maze:reach_top_left")
     config = OptiConfig(rule=rule, episodes=2, eval_episodes=1, candidates=4)
     together = opti_seeds(model, task, None, config, [1, 2])

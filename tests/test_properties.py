@@ -14,6 +14,7 @@ from fastbfm.bfm.fb import FBModel, FBModelConfig
 from fastbfm.bfm.nn import project_to_sphere
 from fastbfm.data.relabel import relabel
 from fastbfm.envs import get_task, make_env
+from tests.model_helpers import with_random_biases
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -40,12 +41,7 @@ def test_projection_lands_on_the_sqrt_d_sphere_is_idempotent_and_scale_invariant
 @functools.lru_cache(maxsize=1)
 def _fb():
     torch.manual_seed(0)
-    model = FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=8, hidden_dim=16, backward_hidden_dim=16))
-    with torch.no_grad():  # biases as a trained model's: initialised at zero, B of the all-zero observation would be 0
-        for name, p in model.named_parameters():
-            if name.endswith("bias"):
-                p.normal_(0, 0.1)
-    return model
+    return with_random_biases(FBModel(FBModelConfig(obs_dim=4, action_dim=2, z_dim=8, hidden_dim=16, backward_hidden_dim=16)), 0.1)
 
 
 @FAST
