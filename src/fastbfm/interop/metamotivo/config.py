@@ -45,6 +45,12 @@ def _int(value, name: str, minimum: int, maximum: int = MAX_HIDDEN) -> int:
     return value
 
 
+def _bool(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise FastBFMError(f"Meta Motivo config: {name} must be true or false, got {value!r}")
+    return value
+
+
 def _section(archi: dict, key: str, defaults: dict) -> dict:
     section = archi.get(key, {})
     if not isinstance(section, dict):
@@ -89,7 +95,7 @@ def normalize_config(raw: dict) -> dict:
     cfg["action_dim"] = _int(raw["action_dim"], "action_dim", 1, MAX_DIM)
     cfg["archi"] = {
         "z_dim": _int(archi.get("z_dim", 100), "archi.z_dim", 1, MAX_LATENT),
-        "norm_z": bool(archi.get("norm_z", True)),
+        "norm_z": _bool(archi.get("norm_z", True), "archi.norm_z"),
         "f": _net(archi, "f", _FORWARD_DEFAULTS),
         "b": _section(archi, "b", _BACKWARD_DEFAULTS),
         "actor": _net(archi, "actor", _ACTOR_DEFAULTS),
