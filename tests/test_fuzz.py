@@ -323,11 +323,18 @@ CLI_VALUES = {
     "--horizon": [*BAD_NUMBERS, "0"], "--sigma": [*BAD_NUMBERS, "0"], "--lr": [*BAD_NUMBERS, "0"], "--eval-every": BAD_NUMBERS[:-1],
     "--episodes": [*BAD_NUMBERS, "1e12"],
 }  # fmt: skip
+BENCH_VALUES = {  # `fastbfm bench <command>` options, by "command option"
+    "train --updates": [*BAD_NUMBERS, "0", "1e12"], "train --threads": [*BAD_NUMBERS, "0", "100000"], "train --preset": ["huge", ""],
+    "train --algorithm": ["sac", ""], "train --device": ["tpu", ""], "train --concurrent": ["-1", "x", "100000"],
+    "sim --envs": [*BAD_NUMBERS, "0", "100000"], "sim --steps": [*BAD_NUMBERS, "0"], "sim --task": ["walker:fly", "x"],
+    "relabel --samples": [*BAD_NUMBERS, "0"], "relabel --task": ["maze:reach", ""],
+}  # fmt: skip
 CLI_CASE = st.one_of(
     st.sampled_from(sorted(CLI_VALUES)).flatmap(lambda o: st.tuples(st.just("adapt"), st.just(o), st.sampled_from(CLI_VALUES[o]))),
     st.tuples(st.just("render --at"), st.just("--at"), st.sampled_from([*BAD_NUMBERS, "3", "1e12"])),
     st.tuples(st.just("global"), st.just("--reward-timeout"), st.sampled_from([*BAD_NUMBERS, "1e7"])),
     st.tuples(st.just("grid --lockstep"), st.sampled_from(["--lockstep", "--no-lockstep"]), st.sampled_from(["--episodes", "--seeds", "--workers"])),
+    st.sampled_from(sorted(BENCH_VALUES)).flatmap(lambda o: st.tuples(st.just("bench"), st.just(o), st.sampled_from(BENCH_VALUES[o]))),
 )
 
 
@@ -340,6 +347,9 @@ def _cli_values(cli, bases, case):
         argv = ["render", "--z-from", bases["evolution"], "--evolution", "--at", 0, "--at", value, "--out", bases["root"] / "cases" / "x.gif", "--steps", 2, "-q"]
     elif command == "global":
         argv = [option, value, "tasks"]
+    elif command == "bench":
+        which, flag = option.split()
+        argv = ["bench", which, flag, value, "--json"]
     else:  # --lockstep with a bad value of another option
         argv = ["grid", "--out", _fresh(bases["grid"], bases["root"] / "cases"), "--model", "maze-fb", "--task", MAZE, "--method", "lola",
                 option, value, "-1"]  # fmt: skip
