@@ -133,3 +133,37 @@ def load_tensors(path: str | Path, sha256: str | None = None, what: str = "check
         return load_file(path)
     except (SafetensorError, OSError, ValueError) as e:
         raise FastBFMError(f"corrupt {what} {path}: {e}") from e
+
+
+def optimizer_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Flatten an optimizer's state into named tensors plus JSON-able param groups."""
+    state = optimizer.state_dict()
+    tensors = {
+        f"optim.{name}.{idx}.{key}": value if torch.is_tensor(value) else torch.tensor(value)
+        for idx, entries in state["state"].items()
+        for key, value in entries.items()
+    }
+    return tensors, {"param_groups": state["param_groups"]}
+
+
+# How the optimiser runs on this device (fused, capturable for CUDA graphs), not what it has learnt:
+# kept from the live optimiser when a checkpoint from another device or version is loaded.
+IMPLEMENTATION_KEYS = ("fused", "capturable", "foreach", "differentiable")
+
+
+def restore_optimizer(name: str, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict) -> None:
+    prefix = f"optim.{name}."
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            idx, field = key[len(prefix) :].split(".", 1)
+            state.setdefault(int(idx), {})[field] = value
+    saved = groups["param_groups"]
+    live = optimizer.param_groups
+    if len(saved) == len(live):
+        saved = [{**g, **{k: current[k] for k in IMPLEMENTATION_KEYS if k in current}} for g, current in zip(saved, live)]
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": saved})
+    except (ValueError, KeyError, TypeError) as e:
+        # param groups that do not fit this optimizer (sizes, keys): the trainer state is not this run's
+        raise FastBFMError(f"corrupt trainer state: optimizer '{name}' does not fit its saved state ({str(e).strip().splitlines()[0]})") from e

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastbfm.bfm.checkpoint import MODEL_CONFIG, MODEL_WEIGHTS, read_json
+from fastbfm.bfm.checkpoint import MODEL_CONFIG, read_json, weights_digest
 from fastbfm.bfm.checkpoint import load_model as load_checkpoint
 from fastbfm.bfm.protocol import BFM
 from fastbfm.envs.registry import domain_for_dims
@@ -54,11 +54,7 @@ def model_digest(source: str | Path) -> str:
     if model_format(folder) == "metamotivo":
         weights, _, _ = find_checkpoint(folder)
         return sha256_file(weights)
-    config = read_json(folder / MODEL_CONFIG, ModelConfigFile)
-    digest = config.get("sha256", {}).get(MODEL_WEIGHTS)
-    if digest is None:
-        raise FastBFMError(f"{folder / MODEL_CONFIG} records no checksum of {MODEL_WEIGHTS}; if you vouch for them, `fastbfm sign {folder}` records it")
-    return digest
+    return weights_digest(folder, read_json(folder / MODEL_CONFIG, ModelConfigFile))
 
 
 def model_domain(source: str | Path) -> str | None:

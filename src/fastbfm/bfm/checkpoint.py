@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from fastbfm.errors import FastBFMError
-from fastbfm.io import atomic_write, load_tensors, save_tensors, sha256_file, write_json
+from fastbfm.io import atomic_write, load_tensors, optimizer_tensors, restore_optimizer, save_tensors, sha256_file, write_json  # noqa: F401 (re-exported)
 from fastbfm.io import read_json as read_any_json
 from fastbfm.schemas import ModelConfigFile, validate
 
@@ -102,13 +102,18 @@ def load_model(folder: str | Path) -> nn.Module:
     checksum and shapes. (Any model by name or format, Meta Motivo's included: :func:`fastbfm.models.load_model`.)"""
     folder = Path(folder)
     config = _read_model_config(folder)
+    return _model_from(folder, config, load_tensors(folder / MODEL_WEIGHTS, weights_digest(folder, config)))
+
+
+def weights_digest(folder: Path, config: dict) -> str:
+    """The SHA-256 of the weights that a checkpoint's config records; a config without one is refused."""
     digest = config.get("sha256", {}).get(MODEL_WEIGHTS)
     if digest is None:
         raise FastBFMError(
             f"{folder / MODEL_CONFIG} records no checksum of {MODEL_WEIGHTS}, so its weights cannot be checked; "
             f"if you vouch for them, `fastbfm sign {folder}` records it"
         )
-    return _model_from(folder, config, load_tensors(folder / MODEL_WEIGHTS, digest))
+    return digest
 
 
 def _model_from(folder: Path, config: dict, weights: dict[str, torch.Tensor]) -> nn.Module:
@@ -157,35 +162,3 @@ def sign_model(folder: str | Path) -> str:
     return digest
 
 
-def optimizer_tensors(name: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    """Flatten an optimizer's state into named tensors plus JSON-able param groups."""
-    state = optimizer.state_dict()
-    tensors = {
-        f"optim.{name}.{idx}.{key}": value if torch.is_tensor(value) else torch.tensor(value)
-        for idx, entries in state["state"].items()
-        for key, value in entries.items()
-    }
-    return tensors, {"param_groups": state["param_groups"]}
-
-
-# How the optimiser runs on this device (fused, capturable for CUDA graphs), not what it has learnt:
-# kept from the live optimiser when a checkpoint from another device or version is loaded.
-IMPLEMENTATION_KEYS = ("fused", "capturable", "foreach", "differentiable")
-
-
-def restore_optimizer(name: str, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict) -> None:
-    prefix = f"optim.{name}."
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith(prefix):
-            idx, field = key[len(prefix) :].split(".", 1)
-            state.setdefault(int(idx), {})[field] = value
-    saved = groups["param_groups"]
-    live = optimizer.param_groups
-    if len(saved) == len(live):
-        saved = [{**g, **{k: current[k] for k in IMPLEMENTATION_KEYS if k in current}} for g, current in zip(saved, live)]
-    try:
-        optimizer.load_state_dict({"state": state, "param_groups": saved})
-    except (ValueError, KeyError, TypeError) as e:
-        # param groups that do not fit this optimizer (sizes, keys): the trainer state is not this run's
-        raise FastBFMError(f"corrupt trainer state: optimizer '{name}' does not fit its saved state ({str(e).strip().splitlines()[0]})") from e

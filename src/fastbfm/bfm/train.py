@@ -284,14 +284,6 @@ def _pretrain_locked(
     progress, meta, init_from, resimulate, device, max_minutes, tf32, bf16, cuda_graphs, allow_new_lr, tensorboard,
 ) -> Path:  # fmt: skip
     algorithm = algo.name
-    if bf16 is None and (run_dir / TRAINER_STATE).exists():
-        # a resumed run keeps the precision it was trained in (another machine's default must not switch it)
-        history = read_json(run_dir / TRAINER_STATE, TrainerStateFile).get("history") or []
-        if history and history[-1].get("device") == (device_name(device) if device.type == "cuda" else "cpu"):
-            bf16 = str(history[-1].get("precision", "")).startswith("bf16")
-    if bf16 is None:
-        bf16 = default_bf16(device, model_config.hidden_dim)
-    precision = "bf16" if bf16 else ("tf32" if tf32 and device.type == "cuda" else "fp32")
     torch.manual_seed(seed)
     generator = torch.Generator(device).manual_seed(seed)
     model = algo.model(model_config)
@@ -333,6 +325,12 @@ def _pretrain_locked(
         run = _run_options(algorithm, preset_name, seed, dataset_dir, dataset, model_config, train_config, log_every, init_from, resimulate)
         trainer = algo.trainer(model.to(device), train_config, generator)
     _truncate_metrics(run_dir / METRICS_FILE, step)
+    if bf16 is None and history and history[-1].get("device") == (device_name(device) if device.type == "cuda" else "cpu"):
+        # a resumed run keeps the precision it was trained in (another machine's default must not switch it)
+        bf16 = str(history[-1].get("precision", "")).startswith("bf16")
+    if bf16 is None:
+        bf16 = default_bf16(device, model_config.hidden_dim)
+    precision = "bf16" if bf16 else ("tf32" if tf32 and device.type == "cuda" else "fp32")
     segment = _segment(step, device, train_config, precision, cuda_graphs)
     if not history or not _same_segment(history[-1], segment):
         history.append(segment)

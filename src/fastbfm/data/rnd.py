@@ -29,7 +29,7 @@ from torch import nn
 from fastbfm.envs.batch import BatchedEnv
 from fastbfm.envs.registry import Domain
 from fastbfm.errors import FastBFMError
-from fastbfm.io import load_tensors, read_json, save_tensors, write_json
+from fastbfm.io import load_tensors, optimizer_tensors, read_json, restore_optimizer, save_tensors, write_json
 
 STATE_PREFIX = "explorer-"
 
@@ -295,9 +295,8 @@ class RNDExplorer:
         tensors |= self.rnd.obs_stats.tensors("obs_stats") | self.rnd.reward_stats.tensors("reward_stats")
         groups = {}
         for name, opt in self._optimizers().items():
-            state = opt.state_dict()
-            groups[name] = state["param_groups"]
-            tensors |= {f"optim.{name}.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)) for i, s in state["state"].items() for k, v in s.items()}
+            opt_tensors, groups[name] = optimizer_tensors(name, opt)
+            tensors |= opt_tensors
         stem = folder / f"{STATE_PREFIX}{rounds:06d}"
         digest = save_tensors(stem.with_suffix(".safetensors"), tensors)
         write_json(stem.with_suffix(".json"), {"rounds": rounds, "transitions": self.transitions, "debt": self.debt, "param_groups": groups,
@@ -325,13 +324,7 @@ class RNDExplorer:
             self.rnd.obs_stats.load(tensors, "obs_stats")
             self.rnd.reward_stats.load(tensors, "reward_stats")
             for name, opt in self._optimizers().items():
-                prefix = f"optim.{name}."
-                state: dict[int, dict] = {}
-                for key, value in tensors.items():
-                    if key.startswith(prefix):
-                        i, field = key[len(prefix):].split(".", 1)
-                        state.setdefault(int(i), {})[field] = value
-                opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
+                restore_optimizer(name, opt, tensors, meta["param_groups"][name])
             self.debt = float(meta["debt"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise FastBFMError(f"corrupt explorer state {stem}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None

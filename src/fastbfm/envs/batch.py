@@ -122,7 +122,6 @@ class BatchedEnv:
         """Rewards of ``task`` at the current data of the first ``n`` simulations (``where``: what they
         are, for errors; default: this step)."""
         n = self.num_envs if n is None else n
-        where = where or f"at step {self.t}"
         if task.vectorized:
             rewards = np.asarray(task.reward(self.fields), dtype=np.float64)
             user = isinstance(task.reward, UserVectorReward)
@@ -132,10 +131,11 @@ class BatchedEnv:
                     "simulations; a vectorised reward returns one value per simulation"
                 )
             if user:
-                check_finite_rewards(rewards[:n], task.reward.name, where)
+                check_finite_rewards(rewards[:n], task.reward.name, where or f"at step {self.t}")
             return rewards[:n].copy()
         data = self._physics.data.ptr
         user = isinstance(task.physics_reward, UserReward)
+        where = where or f"at step {self.t}"
         out = np.empty(n)
         for i in range(n):
             self.batch.get_data(i, data)
